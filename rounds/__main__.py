@@ -1,0 +1,3 @@
+from rounds.cli import main
+
+raise SystemExit(main())

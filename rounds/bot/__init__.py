@@ -1,0 +1,1 @@
+"""The running bot: wiring, transports, the HTTP server, the outbox dispatcher."""

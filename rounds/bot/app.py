@@ -1,0 +1,78 @@
+"""Startup and wiring: one process, one event loop, every edge attached to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import TextIO
+
+from rounds.clock import Clock, SystemClock
+from rounds.config import Config
+from rounds.db import migrate
+from rounds.db.engine import Database
+from rounds.itsm.context import Env, Routes
+
+from .console import Console
+from .core import Bot
+from .dispatcher import Dispatcher
+from .http import start_http
+
+log = logging.getLogger(__name__)
+
+
+def active_platforms(config: Config) -> tuple[str, ...]:
+    """The chat platforms messages go to; the console when no chat platform is configured."""
+    return ("console",)
+
+
+class App:
+    """The configured bot: database, domain environment, command handling, dispatcher."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.db = Database(config.database_url)
+        self.env = Env(config, clock or SystemClock(), Routes(active_platforms(config)))
+        self.dispatcher = Dispatcher(self.db, self.env.clock)
+        self.bot = Bot(self.env, self.db, on_commit=self.dispatcher.wake)
+
+    def upgrade(self) -> bool:
+        return migrate.upgrade(self.db.engine)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def console(self, person: str, out: TextIO) -> Console:
+        return Console(self.bot, self.dispatcher, person, out)
+
+    async def serve(self, console_in: TextIO | None, out: TextIO,
+                    stop: asyncio.Event | None = None) -> None:
+        """Serve HTTP and the dispatcher, and the console when given, until stopped."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+
+        runner = await start_http(self, self.config.http.host, self.config.http.port)
+        console = None
+        if console_in is not None:
+            first = self.config.people[0].name if self.config.people else "staff"
+            console = self.console(first, out)
+        tasks = [asyncio.create_task(self.dispatcher.run(stop), name="dispatcher")]
+        if console is not None:
+            async def _console() -> None:
+                await console.run(console_in, interactive=console_in.isatty())
+                stop.set()
+            tasks.append(asyncio.create_task(_console(), name="console"))
+        log.info("rounds running platforms=%s", ",".join(self.env.routes.platforms))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                if task.get_name() == "console":
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runner.cleanup()
+            log.info("rounds stopped")

@@ -1,0 +1,100 @@
+"""From inbound text to replies: clean, parse, run the command in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rounds import commands
+from rounds.commands import REGISTRY, Context, closest, split_command
+from rounds.db.engine import Database
+from rounds.itsm.context import Env
+from rounds.itsm.errors import RoundsError
+from rounds.itsm.people import Person
+from rounds.reply import Reply
+from rounds.text import clean_inbound, compile_rules
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message from a person, in the platform-neutral form every transport produces."""
+
+    transport: str
+    person: Person
+    text: str
+
+
+class Bot:
+    """Handles inbound messages; a transport calls :meth:`handle` and renders the replies."""
+
+    def __init__(self, env: Env, db: Database, on_commit: Callable[[], None] | None = None):
+        commands.load_all()
+        self.env = env
+        self.db = db
+        self.on_commit = on_commit
+        self._mask_rules = compile_rules((p.name, p.regex) for p in env.config.privacy.patterns)
+
+    async def handle(self, inbound: Inbound) -> list[Reply]:
+        """Handle one message in a worker thread; wake the dispatcher afterwards."""
+        replies = await asyncio.to_thread(self.handle_sync, inbound)
+        if self.on_commit is not None:
+            self.on_commit()
+        return replies
+
+    def handle_sync(self, inbound: Inbound) -> list[Reply]:
+        words = self.env.words
+        cleaned = clean_inbound(inbound.text, self._mask_rules, words.t("privacy.placeholder"))
+        notices: list[str] = []
+        if cleaned.removed_controls:
+            notices.append(words.t("notice.controls_removed", count=cleaned.removed_controls))
+        if cleaned.masked_count:
+            notices.append(words.t("notice.masked", count=cleaned.masked_count))
+
+        name, args = split_command(cleaned.text)
+        if not name:
+            return [Reply(n) for n in notices]
+        replies = [Reply("\n".join(notices))] if notices else []
+        replies.extend(self._run(inbound, name, args))
+        return replies
+
+    def _run(self, inbound: Inbound, name: str, args: str) -> list[Reply]:
+        words = self.env.words
+        entry = REGISTRY.get(name)
+        if entry is None:
+            guess = closest(name)
+            key = "error.unknown_command_guess" if guess else "error.unknown_command"
+            metrics.COMMANDS.labels("unknown", "invalid").inc()
+            return [Reply(words.t(key, name=name[:40], guess=guess or ""))]
+
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            with self.db.session(write=entry.write) as session:
+                ctx = Context(self.env, session, inbound.person, inbound.transport, args)
+                try:
+                    result = entry.handler(ctx)
+                except RoundsError as exc:
+                    # Expected: the session still commits, keeping the audit of a refusal.
+                    outcome = type(exc).__name__.lower()
+                    result = Reply(words.t(exc.key, **exc.params))
+        except Exception:
+            token = secrets.token_hex(4)
+            log.exception("command failed token=%s command=%s person=%s via=%s", token, name,
+                          inbound.person.name, inbound.transport)
+            outcome = "error"
+            result = Reply(words.t("error.unexpected", token=token))
+
+        elapsed = time.perf_counter() - started
+        metrics.COMMANDS.labels(name, outcome).inc()
+        metrics.COMMAND_SECONDS.observe(elapsed)
+        log.info("command=%s person=%s via=%s outcome=%s ms=%.1f", name, inbound.person.name,
+                 inbound.transport, outcome, elapsed * 1000)
+        return result if isinstance(result, list) else [result]

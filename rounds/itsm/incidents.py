@@ -1,0 +1,420 @@
+"""Incidents (事件): report, acknowledge, assign, triage, note, resolve, reopen, close.
+
+Every function checks the policy first, changes the incident, writes the audit entry and
+queues its notifications, all in the caller's transaction, so that either all of it
+happens or none of it does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from rounds.db.models import AuditEntry, Incident, IncidentPage
+from rounds.itsm import audit, notify
+from rounds.itsm.access import Action, allowed, can_be_assigned, sees_all_incidents
+from rounds.itsm.context import Env
+from rounds.itsm.errors import Conflict, Denied, Invalid, NotFound
+from rounds.itsm.people import Person
+from rounds.itsm.priority import PRIORITIES
+from rounds.reply import Button, Reply
+from rounds.text import first_line, truncate
+
+OPEN = "open"
+ACKNOWLEDGED = "acknowledged"
+RESOLVED = "resolved"
+CLOSED = "closed"
+ACTIVE = (OPEN, ACKNOWLEDGED)
+SCOPES = ("open", "mine", "all")
+MARKS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
+_REF = re.compile(r"^(?:inc-?)?(\d{1,9})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Filed:
+    """What ``report`` did: the incident, whom it paged, and whether the text was cut."""
+
+    incident: Incident
+    duty: str | None
+    truncated: bool
+
+
+def parse_ref(token: str) -> int:
+    """``INC-12``, ``inc-12`` or ``12`` to 12; anything else is refused with a sentence."""
+    match = _REF.match(token.strip())
+    if not match or int(match.group(1)) == 0:
+        raise Invalid("incident.bad_ref", token=token)
+    return int(match.group(1))
+
+
+def card_key(incident: Incident) -> str:
+    return f"incident:{incident.id}"
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def view(session: Session, env: Env, viewer: Person, incident_id: int, *, via: str) -> Incident:
+    incident = _load(session, incident_id)
+    _authorize(session, env, viewer, Action.VIEW, incident, via)
+    return incident
+
+
+def timeline(session: Session, incident: Incident) -> list[AuditEntry]:
+    return audit.history(session, incident.ref)
+
+
+def list_incidents(session: Session, env: Env, viewer: Person, scope: str,
+                   limit: int) -> tuple[list[Incident], int]:
+    """The newest incidents of a scope that ``viewer`` may see, and how many there are."""
+    if scope not in SCOPES:
+        raise Invalid("incident.bad_scope", scope=scope)
+    query = select(Incident)
+    if not sees_all_incidents(viewer):
+        mine = [Incident.reporter == viewer.name]
+        if viewer.has("vendor"):
+            mine.append(Incident.assignee == viewer.name)
+        query = query.where(or_(*mine))
+    if scope == "open":
+        query = query.where(Incident.status.in_(ACTIVE))
+    elif scope == "mine":
+        query = query.where(or_(Incident.reporter == viewer.name,
+                                Incident.assignee == viewer.name),
+                            Incident.status != CLOSED)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(session.scalars(query.order_by(Incident.id.desc()).limit(limit)))
+    return rows, total
+
+
+# --- changing --------------------------------------------------------------------------
+
+
+def report(session: Session, env: Env, reporter: Person, text: str, *, via: str) -> Filed:
+    """File an incident as ``reporter``; page the duty engineer and, for a P1, the managers."""
+    text = text.strip()
+    if not text:
+        raise Invalid("incident.empty_report")
+    now = env.now()
+    assessment = env.priorities.assess(text)
+    description, cut = truncate(text, env.config.incidents.max_text,
+                                env.words.t("incident.truncated_marker"))
+
+    incident = Incident(
+        title=first_line(description), description=description, status=OPEN,
+        priority=assessment.priority, impact=assessment.impact, urgency=assessment.urgency,
+        major=assessment.major, system=assessment.system, location=assessment.location,
+        reporter=reporter.name, source=via, created_at=now, escalation_step=0,
+    )
+    session.add(incident)
+    session.flush()
+    detail = f"{incident.priority} {incident.impact}/{incident.urgency}"
+    audit.record(session, at=now, actor=reporter.name, action="report", record=incident.ref,
+                 via=via, detail=detail + (" major" if incident.major else ""))
+
+    notify.notify(session, env, notify.channel("ops"), card(env, incident),
+                  ref_key=card_key(incident))
+    duty = env.rota.on_duty(now)
+    if duty is not None and duty != reporter.name:
+        _page(session, env, incident, duty)
+    if incident.priority == "P1":
+        notify.notify(session, env, notify.channel("managers"), _p1_notice(env, incident))
+    return Filed(incident, duty, cut)
+
+
+def acknowledge(session: Session, env: Env, actor: Person, incident_id: int | None, *,
+                via: str) -> Incident:
+    """Take an incident; with no id, the newest open one paged to ``actor``."""
+    if incident_id is None:
+        incident_id = _newest_paged(session, actor.name)
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.ACK, incident, via)
+    if incident.status == ACKNOWLEDGED:
+        key = ("incident.you_already_acked" if incident.acknowledged_by == actor.name
+               else "incident.already_acked")
+        _refuse(session, env, actor, "ack", incident, via, key,
+                who=env.people.label(incident.acknowledged_by),
+                at=env.local(incident.acknowledged_at))
+    if incident.status != OPEN:
+        _refuse(session, env, actor, "ack", incident, via, "incident.not_open",
+                status=env.words.t(f"status.{incident.status}"))
+
+    now = env.now()
+    incident.status = ACKNOWLEDGED
+    incident.acknowledged_by = actor.name
+    incident.acknowledged_at = now
+    incident.assignee = actor.name
+    incident.escalate_at = None
+    audit.record(session, at=now, actor=actor.name, action="ack", record=incident.ref, via=via)
+
+    _changed(session, env, incident,
+             env.words.t("incident.thread.acked", who=env.people.label(actor.name)))
+    if incident.reporter != actor.name:
+        notify.notify(session, env, notify.person(incident.reporter), Reply(
+            env.words.t("incident.reporter.acked", ref=incident.ref, title=incident.title,
+                        who=env.people.label(actor.name))))
+    return incident
+
+
+def assign(session: Session, env: Env, actor: Person, incident_id: int, assignee: str, *,
+           via: str) -> Incident:
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.ASSIGN, incident, via)
+    target = env.people.get(assignee.lstrip("@"))
+    if target is None:
+        raise Invalid("incident.unknown_person", name=assignee)
+    if not can_be_assigned(target):
+        raise Invalid("incident.cannot_assign", who=target.label)
+    _require_not_closed(session, env, actor, "assign", incident, via)
+    if incident.assignee == target.name:
+        raise Invalid("incident.already_assigned", ref=incident.ref, who=target.label)
+
+    now = env.now()
+    before = incident.assignee
+    incident.assignee = target.name
+    audit.record(session, at=now, actor=actor.name, action="assign", record=incident.ref,
+                 via=via, detail=f"{before or '-'} -> {target.name}")
+    _changed(session, env, incident, env.words.t(
+        "incident.thread.assigned", who=env.people.label(actor.name), to=target.label))
+    if target.name != actor.name:
+        _page(session, env, incident, target.name, assigned_by=actor.name)
+    return incident
+
+
+def set_priority(session: Session, env: Env, actor: Person, incident_id: int, priority: str,
+                 *, via: str) -> Incident:
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.PRIORITY, incident, via)
+    priority = priority.upper()
+    if priority not in PRIORITIES:
+        raise Invalid("incident.bad_priority", value=priority)
+    _require_not_closed(session, env, actor, "priority", incident, via)
+    if incident.priority == priority:
+        raise Invalid("incident.priority_same", ref=incident.ref, priority=priority)
+
+    now = env.now()
+    before = incident.priority
+    incident.priority = priority
+    audit.record(session, at=now, actor=actor.name, action="priority", record=incident.ref,
+                 via=via, detail=f"{before} -> {priority}")
+    _changed(session, env, incident, env.words.t(
+        "incident.thread.priority", who=env.people.label(actor.name), before=before,
+        after=priority))
+    if priority == "P1":
+        notify.notify(session, env, notify.channel("managers"), _p1_notice(env, incident))
+    return incident
+
+
+def add_note(session: Session, env: Env, actor: Person, incident_id: int, text: str, *,
+             via: str) -> Incident:
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.NOTE, incident, via)
+    text, _ = truncate(text.strip(), env.config.incidents.max_text,
+                       env.words.t("incident.truncated_marker"))
+    if not text:
+        raise Invalid("incident.note_needed", ref=incident.ref)
+    _require_not_closed(session, env, actor, "note", incident, via)
+
+    audit.record(session, at=env.now(), actor=actor.name, action="note", record=incident.ref,
+                 via=via, detail=text)
+    notify.notify(session, env, notify.channel("ops"), Reply(env.words.t(
+        "incident.thread.note", ref=incident.ref, who=env.people.label(actor.name), text=text)),
+        thread_key=card_key(incident))
+    return incident
+
+
+def resolve(session: Session, env: Env, actor: Person, incident_id: int, text: str, *,
+            via: str) -> Incident:
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.RESOLVE, incident, via)
+    text, _ = truncate(text.strip(), env.config.incidents.max_text,
+                       env.words.t("incident.truncated_marker"))
+    if not text:
+        raise Invalid("incident.resolution_needed", ref=incident.ref)
+    if incident.status not in ACTIVE:
+        _refuse(session, env, actor, "resolve", incident, via, "incident.not_active",
+                status=env.words.t(f"status.{incident.status}"))
+
+    now = env.now()
+    incident.status = RESOLVED
+    incident.resolved_at = now
+    incident.resolution = text
+    incident.escalate_at = None
+    if incident.acknowledged_at is None:
+        incident.acknowledged_at = now
+        incident.acknowledged_by = actor.name
+    incident.assignee = incident.assignee or actor.name
+    audit.record(session, at=now, actor=actor.name, action="resolve", record=incident.ref,
+                 via=via, detail=text)
+
+    _changed(session, env, incident, env.words.t(
+        "incident.thread.resolved", who=env.people.label(actor.name), text=text))
+    if incident.reporter != actor.name:
+        notify.notify(session, env, notify.person(incident.reporter), Reply(
+            env.words.t("incident.reporter.resolved", ref=incident.ref, title=incident.title,
+                        who=env.people.label(actor.name), text=text),
+            buttons=[Button(env.words.t("button.close"), f"close {incident.ref}", "primary"),
+                     Button(env.words.t("button.reopen"), f"reopen {incident.ref}")]))
+    return incident
+
+
+def reopen(session: Session, env: Env, actor: Person, incident_id: int, why: str, *,
+           via: str) -> Incident:
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.REOPEN, incident, via)
+    if incident.status == CLOSED:
+        _refuse(session, env, actor, "reopen", incident, via, "incident.closed_final")
+    if incident.status != RESOLVED:
+        _refuse(session, env, actor, "reopen", incident, via, "incident.not_resolved",
+                status=env.words.t(f"status.{incident.status}"))
+
+    now = env.now()
+    incident.status = OPEN
+    incident.resolved_at = None
+    incident.acknowledged_at = None
+    incident.acknowledged_by = None
+    incident.escalation_step = 0
+    why = why.strip()
+    audit.record(session, at=now, actor=actor.name, action="reopen", record=incident.ref,
+                 via=via, detail=why or None)
+    _changed(session, env, incident, env.words.t(
+        "incident.thread.reopened", who=env.people.label(actor.name), why=why or "—"))
+    target = incident.assignee or env.rota.on_duty(now)
+    if target is not None and target != actor.name:
+        _page(session, env, incident, target)
+    return incident
+
+
+def close(session: Session, env: Env, actor: Person, incident_id: int, *,
+          via: str) -> Incident:
+    incident = _load(session, incident_id, lock=True)
+    _authorize(session, env, actor, Action.CLOSE, incident, via)
+    if incident.status == CLOSED:
+        _refuse(session, env, actor, "close", incident, via, "incident.already_closed")
+    if incident.status != RESOLVED:
+        _refuse(session, env, actor, "close", incident, via, "incident.resolve_first")
+
+    now = env.now()
+    incident.status = CLOSED
+    incident.closed_at = now
+    audit.record(session, at=now, actor=actor.name, action="close", record=incident.ref,
+                 via=via)
+    _changed(session, env, incident, env.words.t(
+        "incident.thread.closed", who=env.people.label(actor.name)))
+    return incident
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+def card(env: Env, incident: Incident) -> Reply:
+    """The incident's message in the ops channel, edited in place as its state changes."""
+    w = env.words
+    major = w.t("incident.major_tag") if incident.major else ""
+    text = w.t("incident.card", mark=MARKS[incident.priority], priority=incident.priority,
+               ref=incident.ref, title=incident.title, major=major)
+    fields = [
+        (w.t("field.status"), w.t(f"status.{incident.status}")),
+        (w.t("field.reporter"), env.people.label(incident.reporter)),
+        (w.t("field.assignee"), env.people.label(incident.assignee)),
+        (w.t("field.system"), incident.system or "—"),
+        (w.t("field.reported_at"), env.local(incident.created_at)),
+    ]
+    if incident.resolution and incident.status in (RESOLVED, CLOSED):
+        fields.append((w.t("field.resolution"), incident.resolution))
+    return Reply(text, fields=fields, buttons=card_buttons(env, incident),
+                 footer=w.t("incident.footer", impact=incident.impact,
+                            urgency=incident.urgency))
+
+
+def card_buttons(env: Env, incident: Incident) -> list[Button]:
+    w = env.words
+    ref = incident.ref
+    if incident.status == OPEN:
+        return [Button(w.t("button.ack"), f"ack {ref}", "primary"),
+                Button(w.t("button.resolve"), f"resolve {ref}")]
+    if incident.status == ACKNOWLEDGED:
+        return [Button(w.t("button.resolve"), f"resolve {ref}", "primary")]
+    if incident.status == RESOLVED:
+        return [Button(w.t("button.close"), f"close {ref}"),
+                Button(w.t("button.reopen"), f"reopen {ref}")]
+    return []
+
+
+def _p1_notice(env: Env, incident: Incident) -> Reply:
+    return Reply(env.words.t("incident.managers_p1", ref=incident.ref, title=incident.title,
+                             reporter=env.people.label(incident.reporter)),
+                 buttons=[Button(env.words.t("button.ack"), f"ack {incident.ref}", "primary")])
+
+
+def _page(session: Session, env: Env, incident: Incident, name: str,
+          assigned_by: str | None = None) -> None:
+    """Tell one person directly, and remember it so that a bare ``ack`` finds it."""
+    w = env.words
+    if assigned_by:
+        text = w.t("incident.page.assigned", mark=MARKS[incident.priority], ref=incident.ref,
+                   priority=incident.priority, title=incident.title,
+                   who=env.people.label(assigned_by))
+    else:
+        text = w.t("incident.page.new", mark=MARKS[incident.priority], ref=incident.ref,
+                   priority=incident.priority, title=incident.title,
+                   reporter=env.people.label(incident.reporter))
+    buttons = [Button(w.t("button.ack"), f"ack {incident.ref}", "primary")] \
+        if incident.status == OPEN else []
+    notify.notify(session, env, notify.person(name), Reply(text, buttons=buttons))
+    session.add(IncidentPage(incident_id=incident.id, person=name, at=env.now()))
+
+
+def _changed(session: Session, env: Env, incident: Incident, line: str) -> None:
+    """Edit the card in place and say what changed in its thread."""
+    notify.update(session, env, notify.channel("ops"), card(env, incident),
+                  ref_key=card_key(incident))
+    notify.notify(session, env, notify.channel("ops"),
+                  Reply(f"{incident.ref} · {line}"), thread_key=card_key(incident))
+
+
+# --- guards ----------------------------------------------------------------------------
+
+
+def _load(session: Session, incident_id: int, lock: bool = False) -> Incident:
+    incident = session.get(Incident, incident_id, with_for_update=lock or None)
+    if incident is None:
+        raise NotFound("incident.not_found", ref=f"INC-{incident_id}")
+    return incident
+
+
+def _newest_paged(session: Session, name: str) -> int:
+    query = (select(IncidentPage.incident_id)
+             .join(Incident, Incident.id == IncidentPage.incident_id)
+             .where(IncidentPage.person == name, Incident.status == OPEN)
+             .order_by(IncidentPage.id.desc()).limit(1))
+    found = session.scalar(query)
+    if found is None:
+        raise NotFound("incident.nothing_paged")
+    return found
+
+
+def _authorize(session: Session, env: Env, actor: Person, action: Action,
+               incident: Incident | None, via: str) -> None:
+    if allowed(actor, action, incident):
+        return
+    audit.record(session, at=env.now(), actor=actor.name, action=str(action),
+                 record=incident.ref if incident else None, via=via, result=audit.DENIED)
+    raise Denied("access.denied", action=env.words.t(f"action.{action}"),
+                 ref=incident.ref if incident else "")
+
+
+def _refuse(session: Session, env: Env, actor: Person, action: str, incident: Incident,
+            via: str, key: str, **params: str) -> None:
+    """Record a refusal by state, then raise it; never returns."""
+    audit.record(session, at=env.now(), actor=actor.name, action=action, record=incident.ref,
+                 via=via, result=audit.REFUSED, detail=key)
+    raise Conflict(key, ref=incident.ref, **params)
+
+
+def _require_not_closed(session: Session, env: Env, actor: Person, action: str,
+                        incident: Incident, via: str) -> None:
+    if incident.status == CLOSED:
+        _refuse(session, env, actor, action, incident, via, "incident.closed_final")

@@ -1,0 +1,66 @@
+"""People and their roles, from ``[[people]]``; anyone unknown is staff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rounds.config import Config
+
+WORKER_ROLES = frozenset({"engineer", "manager", "admin", "vendor"})
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    display: str
+    roles: frozenset[str]
+    known: bool = True
+    slack: str | None = None
+    telegram: int | None = None
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def label(self) -> str:
+        """How chat shows a person: display name and the name to type."""
+        if self.display and self.display != self.name:
+            return f"{self.display} ({self.name})"
+        return self.name
+
+
+class Directory:
+    """Look people up by name or platform id."""
+
+    def __init__(self, config: Config) -> None:
+        self._by_name = {
+            p.name: Person(p.name, p.display or p.name, frozenset(p.roles), True, p.slack,
+                           p.telegram)
+            for p in config.people
+        }
+        self._by_slack = {p.slack: p for p in self._by_name.values() if p.slack}
+        self._by_telegram = {p.telegram: p for p in self._by_name.values() if p.telegram}
+
+    def get(self, name: str) -> Person | None:
+        return self._by_name.get(name)
+
+    def resolve(self, name: str) -> Person:
+        """The configured person, or a stranger with the staff role."""
+        return self._by_name.get(name) or Person(name, name, frozenset({"staff"}), known=False)
+
+    def by_slack(self, user_id: str) -> Person | None:
+        return self._by_slack.get(user_id)
+
+    def by_telegram(self, user_id: int) -> Person | None:
+        return self._by_telegram.get(user_id)
+
+    def label(self, name: str | None) -> str:
+        if name is None:
+            return "—"
+        return self.resolve(name).label
+
+    def with_role(self, role: str) -> list[Person]:
+        return [p for p in self._by_name.values() if role in p.roles]
+
+    def __iter__(self):
+        return iter(self._by_name.values())
