@@ -7,7 +7,7 @@ from sqlalchemy import select
 from rounds.db.models import AuditEntry, Incident
 
 
-def audit_rows(app):  # noqa: ANN001, ANN201
+def audit_rows(app):
     with app.db.session(write=False) as s:
         return [(a.actor, a.action, a.record, a.result) for a in s.scalars(
             select(AuditEntry).order_by(AuditEntry.id))]
