@@ -25,30 +25,48 @@ def _parser() -> argparse.ArgumentParser:
         prog="rounds",
         description="Rounds: chat-ops for hospital IT operations and maintenance.",
     )
-    parser.add_argument("--config", metavar="FILE",
-                        help="configuration file (default: $ROUNDS_CONFIG or ./rounds.toml)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: $ROUNDS_CONFIG or ./rounds.toml)",
+    )
     parser.add_argument("--version", action="version", version=f"rounds {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
-    sub.add_parser("run", help="serve every configured transport, the HTTP server and the "
-                               "dispatcher until stopped (the console too on a terminal)")
+    sub.add_parser(
+        "run",
+        help="serve every configured transport, the HTTP server and the "
+        "dispatcher until stopped (the console too on a terminal)",
+    )
 
-    chat = sub.add_parser("chat", help="console chat against the same database; reads "
-                                       "commands from stdin, one per line")
-    chat.add_argument("--as", dest="person", required=True, metavar="PERSON",
-                      help="who you are, by [[people]] name")
+    chat = sub.add_parser(
+        "chat",
+        help="console chat against the same database; reads commands from stdin, one per line",
+    )
+    chat.add_argument(
+        "--as",
+        dest="person",
+        required=True,
+        metavar="PERSON",
+        help="who you are, by [[people]] name",
+    )
 
     incidents = sub.add_parser("incidents", help="incidents")
     inc_sub = incidents.add_subparsers(dest="action", metavar="<action>", required=True)
     listing = inc_sub.add_parser("list", help="list incidents, oldest first")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
-    listing.add_argument("--status", choices=["open", "acknowledged", "resolved", "closed"],
-                         help="only incidents in this status")
+    listing.add_argument(
+        "--status",
+        choices=["open", "acknowledged", "resolved", "closed"],
+        help="only incidents in this status",
+    )
 
     audit = sub.add_parser("audit", help="the audit trail: who did what, when, from where")
-    audit.add_argument("--since", metavar="WHEN",
-                       help="a date (2026-12-01), a local time (2026-12-01T08:00) or an age "
-                            "(30m, 24h, 7d)")
+    audit.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="a date (2026-12-01), a local time (2026-12-01T08:00) or an age (30m, 24h, 7d)",
+    )
     audit.add_argument("--json", action="store_true", help="print a JSON array")
 
     sub.add_parser("check-config", help="validate the configuration and exit")
@@ -63,8 +81,9 @@ def _setup_logging(config: Config, quiet: bool = False) -> None:
     level = getattr(logging, config.rounds.log_level)
     if quiet and level < logging.WARNING:
         level = logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def parse_since(value: str, config: Config, now: datetime) -> datetime:
@@ -76,8 +95,10 @@ def parse_since(value: str, config: Config, now: datetime) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"--since {value!r}: give a date such as 2026-12-01, a time such as "
-                         "2026-12-01T08:00, or an age such as 24h") from None
+        raise ValueError(
+            f"--since {value!r}: give a date such as 2026-12-01, a time such as "
+            "2026-12-01T08:00, or an age such as 24h"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=config.zone)
 
 
@@ -127,21 +148,33 @@ def cmd_incidents_list(config: Config, as_json: bool, status: str | None) -> int
     with db.session(write=False) as session:
         rows = list(session.scalars(query))
     db.dispose()
-    items = [{
-        "id": i.ref, "title": i.title, "status": i.status, "priority": i.priority,
-        "impact": i.impact, "urgency": i.urgency, "major": i.major, "system": i.system,
-        "reporter": i.reporter, "assignee": i.assignee,
-        "created_at": _iso(i.created_at, config),
-        "acknowledged_at": _iso(i.acknowledged_at, config),
-        "resolved_at": _iso(i.resolved_at, config),
-        "closed_at": _iso(i.closed_at, config),
-    } for i in rows]
+    items = [
+        {
+            "id": i.ref,
+            "title": i.title,
+            "status": i.status,
+            "priority": i.priority,
+            "impact": i.impact,
+            "urgency": i.urgency,
+            "major": i.major,
+            "system": i.system,
+            "reporter": i.reporter,
+            "assignee": i.assignee,
+            "created_at": _iso(i.created_at, config),
+            "acknowledged_at": _iso(i.acknowledged_at, config),
+            "resolved_at": _iso(i.resolved_at, config),
+            "closed_at": _iso(i.closed_at, config),
+        }
+        for i in rows
+    ]
     if as_json:
         print(json.dumps(items, ensure_ascii=False, indent=2))
         return 0
     for item in items:
-        print(f"{item['id']:<8} {item['priority']} {item['status']:<12} "
-              f"{item['assignee'] or '-':<12} {item['title']}")
+        print(
+            f"{item['id']:<8} {item['priority']} {item['status']:<12} "
+            f"{item['assignee'] or '-':<12} {item['title']}"
+        )
     if not items:
         print("no incidents")
     return 0
@@ -164,9 +197,18 @@ def cmd_audit(config: Config, since: str | None, as_json: bool) -> int:
     with db.session(write=False) as session:
         entries = audit.list_entries(session, since=moment)
     db.dispose()
-    rows = [{"at": _iso(e.at, config), "actor": e.actor, "action": e.action,
-             "record": e.record, "transport": e.transport, "result": e.result,
-             "detail": e.detail} for e in entries]
+    rows = [
+        {
+            "at": _iso(e.at, config),
+            "actor": e.actor,
+            "action": e.action,
+            "record": e.record,
+            "transport": e.transport,
+            "result": e.result,
+            "detail": e.detail,
+        }
+        for e in entries
+    ]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
@@ -174,15 +216,19 @@ def cmd_audit(config: Config, since: str | None, as_json: bool) -> int:
         detail = (row["detail"] or "").replace("\n", " ")
         if len(detail) > 60:
             detail = detail[:59] + "…"
-        print(f"{row['at']}  {row['actor']:<12} {row['action']:<9} {row['record'] or '-':<8} "
-              f"{row['transport']:<8} {row['result']:<8} {detail}".rstrip())
+        print(
+            f"{row['at']}  {row['actor']:<12} {row['action']:<9} {row['record'] or '-':<8} "
+            f"{row['transport']:<8} {row['result']:<8} {detail}".rstrip()
+        )
     return 0
 
 
 def cmd_check_config(config: Config) -> int:
     people = len(config.people)
-    print(f"{config.source}: ok ({people} people, {len(config.priority.rules)} priority rules, "
-          f"database {config.database_url.split('://', 1)[0]})")
+    print(
+        f"{config.source}: ok ({people} people, {len(config.priority.rules)} priority rules, "
+        f"database {config.database_url.split('://', 1)[0]})"
+    )
     return 0
 
 

@@ -55,8 +55,9 @@ class RoundsSection(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
-                             "Asia/Shanghai)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
         return value
 
 
@@ -96,8 +97,10 @@ class PersonEntry(_Section):
     @classmethod
     def _plain_name(cls, value: str) -> str:
         if not PERSON_NAME.match(value):
-            raise ValueError(f"{value!r} is not a person name: use lower-case letters, digits, "
-                             "dots, dashes or underscores, such as eng.wang")
+            raise ValueError(
+                f"{value!r} is not a person name: use lower-case letters, digits, "
+                "dots, dashes or underscores, such as eng.wang"
+            )
         return value
 
     @field_validator("roles")
@@ -123,7 +126,7 @@ class OncallSection(_Section):
     def _times(cls, value: str | list[str]) -> str | list[str]:
         raw = [value] if isinstance(value, str) else value
         if not raw:
-            raise ValueError("give at least one handover time, such as \"08:00\"")
+            raise ValueError('give at least one handover time, such as "08:00"')
         for item in raw:
             if not re.fullmatch(r"\d{2}:\d{2}", item):
                 raise ValueError(f"{item!r} is not a time of day HH:MM")
@@ -270,7 +273,7 @@ def _env_overrides(environ: dict[str, str], sections: set[str]) -> tuple[dict, d
     for var, raw in environ.items():
         if not var.startswith(ENV_PREFIX) or var == "ROUNDS_CONFIG":
             continue
-        rest = var[len(ENV_PREFIX):].lower()
+        rest = var[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         if section not in sections or not key:
             continue
@@ -288,18 +291,21 @@ def _describe(loc: tuple, origin: dict[tuple, str], source: str) -> str:
         return where
     section, rest = parts[0], parts[1:]
     if section == "people" and rest and rest[0].isdigit():
-        key = f"[[people]] entry {int(rest[0]) + 1}" + (f" {'.'.join(rest[1:])}" if rest[1:]
-                                                        else "")
+        key = f"[[people]] entry {int(rest[0]) + 1}" + (
+            f" {'.'.join(rest[1:])}" if rest[1:] else ""
+        )
     elif section == "priority" and rest[:1] == ["rules"] and len(rest) > 1:
         key = f"[[priority.rules]] entry {int(rest[1]) + 1}" + (
-            f" {'.'.join(rest[2:])}" if rest[2:] else "")
+            f" {'.'.join(rest[2:])}" if rest[2:] else ""
+        )
     else:
         key = f"[{section}]" + (f" {'.'.join(rest)}" if rest else "")
     return f"{where}: {key}"
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Config:
     """Load the configuration; raise ConfigError with one clear sentence when it is wrong."""
     environ = dict(os.environ if environ is None else environ)
     explicit = path is not None or "ROUNDS_CONFIG" in environ

@@ -30,8 +30,9 @@ class Reply:
         return {
             "text": self.text,
             "fields": [list(f) for f in self.fields],
-            "buttons": [{"label": b.label, "command": b.command, "style": b.style}
-                        for b in self.buttons],
+            "buttons": [
+                {"label": b.label, "command": b.command, "style": b.style} for b in self.buttons
+            ],
             "footer": self.footer,
         }
 
@@ -40,7 +41,9 @@ class Reply:
         return cls(
             text=data.get("text", ""),
             fields=[(str(k), str(v)) for k, v in data.get("fields", [])],
-            buttons=[Button(b["label"], b["command"], b.get("style", "default"))
-                     for b in data.get("buttons", [])],
+            buttons=[
+                Button(b["label"], b["command"], b.get("style", "default"))
+                for b in data.get("buttons", [])
+            ],
             footer=data.get("footer", ""),
         )

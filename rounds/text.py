@@ -67,13 +67,14 @@ def mask_identifiers(text: str, rules: Iterable[MaskRule], placeholder: str) -> 
     """Replace every identifier the rules find with ``placeholder``; count them by rule."""
     counts: dict[str, int] = {}
     for rule in rules:
+
         def _sub(match: re.Match[str], rule: MaskRule = rule) -> str:
             counts[rule.name] = counts.get(rule.name, 0) + 1
             if "id" in rule.pattern.groupindex and match.group("id") is not None:
                 start, end = match.span("id")
                 base = match.start()
                 whole = match.group(0)
-                return whole[: start - base] + placeholder + whole[end - base:]
+                return whole[: start - base] + placeholder + whole[end - base :]
             return placeholder
 
         text = rule.pattern.sub(_sub, text)

@@ -46,8 +46,9 @@ class App:
     def console(self, person: str, out: TextIO) -> Console:
         return Console(self.bot, self.dispatcher, person, out)
 
-    async def serve(self, console_in: TextIO | None, out: TextIO,
-                    stop: asyncio.Event | None = None) -> None:
+    async def serve(
+        self, console_in: TextIO | None, out: TextIO, stop: asyncio.Event | None = None
+    ) -> None:
         """Serve HTTP and the dispatcher, and the console when given, until stopped."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -62,9 +63,11 @@ class App:
             console = self.console(first, out)
         tasks = [asyncio.create_task(self.dispatcher.run(stop), name="dispatcher")]
         if console is not None:
+
             async def _console() -> None:
                 await console.run(console_in, interactive=console_in.isatty())
                 stop.set()
+
             tasks.append(asyncio.create_task(_console(), name="console"))
         log.info("rounds running platforms=%s", ",".join(self.env.routes.platforms))
         try:

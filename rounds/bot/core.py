@@ -87,14 +87,25 @@ class Bot:
                     result = Reply(words.t(exc.key, **exc.params))
         except Exception:
             token = secrets.token_hex(4)
-            log.exception("command failed token=%s command=%s person=%s via=%s", token, name,
-                          inbound.person.name, inbound.transport)
+            log.exception(
+                "command failed token=%s command=%s person=%s via=%s",
+                token,
+                name,
+                inbound.person.name,
+                inbound.transport,
+            )
             outcome = "error"
             result = Reply(words.t("error.unexpected", token=token))
 
         elapsed = time.perf_counter() - started
         metrics.COMMANDS.labels(name, outcome).inc()
         metrics.COMMAND_SECONDS.observe(elapsed)
-        log.info("command=%s person=%s via=%s outcome=%s ms=%.1f", name, inbound.person.name,
-                 inbound.transport, outcome, elapsed * 1000)
+        log.info(
+            "command=%s person=%s via=%s outcome=%s ms=%.1f",
+            name,
+            inbound.person.name,
+            inbound.transport,
+            outcome,
+            elapsed * 1000,
+        )
         return result if isinstance(result, list) else [result]

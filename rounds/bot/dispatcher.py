@@ -42,8 +42,9 @@ UNSENT = ("pending", "sending")
 class SendError(Exception):
     """A platform refused or failed a send."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None,
-                 permanent: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.permanent = permanent
@@ -72,8 +73,15 @@ class Sender(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, db: Database, clock: Clock, senders: dict[str, Sender] | None = None,
-                 *, batch: int = 50, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        senders: dict[str, Sender] | None = None,
+        *,
+        batch: int = 50,
+        poll_seconds: float = 1.0,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.senders: dict[str, Sender] = dict(senders or {})
@@ -103,38 +111,57 @@ class Dispatcher:
             earlier.status.in_(UNSENT),
             earlier.id < OutboxMessage.id,
         )
-        query = (select(OutboxMessage.id)
-                 .where(OutboxMessage.platform.in_(platforms), self._due(now), ~blocked)
-                 .order_by(OutboxMessage.id).limit(self.batch))
+        query = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.platform.in_(platforms), self._due(now), ~blocked)
+            .order_by(OutboxMessage.id)
+            .limit(self.batch)
+        )
         claimed: list[Outgoing] = []
         with self.db.session() as session:
             for row_id in session.scalars(query).all():
                 result = session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id == row_id, self._due(now))
-                    .values(status="sending", claimed_by=self.instance,
-                            claimed_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
-                    .execution_options(synchronize_session=False))
+                    .values(
+                        status="sending",
+                        claimed_by=self.instance,
+                        claimed_until=now + LEASE,
+                        attempts=OutboxMessage.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
                 if result.rowcount != 1:
                     continue
                 row = session.get(OutboxMessage, row_id, populate_existing=True)
                 assert row is not None
-                claimed.append(Outgoing(
-                    id=row.id, platform=row.platform, address=row.address, op=row.op,
-                    ref_key=row.ref_key, thread_key=row.thread_key,
-                    message=Reply.from_dict(row.payload), attempts=row.attempts,
-                    edit_of=self._ref(session, row, row.ref_key) if row.op == "edit" else None,
-                    thread_of=self._ref(session, row, row.thread_key),
-                ))
+                claimed.append(
+                    Outgoing(
+                        id=row.id,
+                        platform=row.platform,
+                        address=row.address,
+                        op=row.op,
+                        ref_key=row.ref_key,
+                        thread_key=row.thread_key,
+                        message=Reply.from_dict(row.payload),
+                        attempts=row.attempts,
+                        edit_of=self._ref(session, row, row.ref_key) if row.op == "edit" else None,
+                        thread_of=self._ref(session, row, row.thread_key),
+                    )
+                )
         return claimed
 
     @staticmethod
     def _ref(session, row: OutboxMessage, key: str | None) -> str | None:
         if key is None:
             return None
-        return session.scalar(select(MessageRef.message_id).where(
-            MessageRef.platform == row.platform, MessageRef.address == row.address,
-            MessageRef.ref_key == key))
+        return session.scalar(
+            select(MessageRef.message_id).where(
+                MessageRef.platform == row.platform,
+                MessageRef.address == row.address,
+                MessageRef.ref_key == key,
+            )
+        )
 
     def mark_sent(self, item: Outgoing, message_id: str) -> bool:
         """Record the platform's acceptance; False when our lease was lost meanwhile."""
@@ -142,11 +169,21 @@ class Dispatcher:
         with self.db.session() as session:
             result = session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == item.id, OutboxMessage.claimed_by == self.instance,
-                       OutboxMessage.status == "sending")
-                .values(status="sent", sent_at=now, platform_message_id=message_id,
-                        claimed_by=None, claimed_until=None, last_error=None)
-                .execution_options(synchronize_session=False))
+                .where(
+                    OutboxMessage.id == item.id,
+                    OutboxMessage.claimed_by == self.instance,
+                    OutboxMessage.status == "sending",
+                )
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    platform_message_id=message_id,
+                    claimed_by=None,
+                    claimed_until=None,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
             if result.rowcount != 1:
                 return False
             if item.ref_key is not None and item.edit_of is None:
@@ -156,12 +193,23 @@ class Dispatcher:
 
     @staticmethod
     def _store_ref(session, item: Outgoing, message_id: str, now: datetime) -> None:
-        existing = session.scalar(select(MessageRef).where(
-            MessageRef.platform == item.platform, MessageRef.address == item.address,
-            MessageRef.ref_key == item.ref_key))
+        existing = session.scalar(
+            select(MessageRef).where(
+                MessageRef.platform == item.platform,
+                MessageRef.address == item.address,
+                MessageRef.ref_key == item.ref_key,
+            )
+        )
         if existing is None:
-            session.add(MessageRef(platform=item.platform, address=item.address,
-                                   ref_key=item.ref_key, message_id=message_id, at=now))
+            session.add(
+                MessageRef(
+                    platform=item.platform,
+                    address=item.address,
+                    ref_key=item.ref_key,
+                    message_id=message_id,
+                    at=now,
+                )
+            )
         else:
             existing.message_id = message_id
             existing.at = now
@@ -177,15 +225,26 @@ class Dispatcher:
             session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == item.id, OutboxMessage.claimed_by == self.instance)
-                .values(status="dead" if dead else "pending",
-                        next_attempt_at=now + timedelta(seconds=delay), claimed_by=None,
-                        claimed_until=None, last_error=str(error)[:500])
-                .execution_options(synchronize_session=False))
+                .values(
+                    status="dead" if dead else "pending",
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    claimed_by=None,
+                    claimed_until=None,
+                    last_error=str(error)[:500],
+                )
+                .execution_options(synchronize_session=False)
+            )
         kind = "dead" if dead else ("permanent" if error.permanent else "transient")
         metrics.OUTBOX_FAILED.labels(item.platform, kind).inc()
-        log.warning("send failed outbox=%s platform=%s attempts=%s kind=%s retry_in=%.1fs "
-                    "reason=%s", item.id, item.platform, item.attempts, kind, delay,
-                    str(error)[:200])
+        log.warning(
+            "send failed outbox=%s platform=%s attempts=%s kind=%s retry_in=%.1fs reason=%s",
+            item.id,
+            item.platform,
+            item.attempts,
+            kind,
+            delay,
+            str(error)[:200],
+        )
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -228,8 +287,11 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set, waking on :meth:`wake` or every ``poll_seconds``."""
         self._wake = asyncio.Event()
-        log.info("dispatcher started instance=%s platforms=%s", self.instance,
-                 ",".join(sorted(self.senders)))
+        log.info(
+            "dispatcher started instance=%s platforms=%s",
+            self.instance,
+            ",".join(sorted(self.senders)),
+        )
         while not stop.is_set():
             try:
                 attempted = await self.run_once()
@@ -240,10 +302,13 @@ class Dispatcher:
             if attempted:
                 continue
             self._wake.clear()
-            waiters = {asyncio.ensure_future(self._wake.wait()),
-                       asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(waiters, timeout=self.poll_seconds,
-                                            return_when=asyncio.FIRST_COMPLETED)
+            waiters = {
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(stop.wait()),
+            }
+            _, pending = await asyncio.wait(
+                waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in pending:
                 task.cancel()
         log.info("dispatcher stopped instance=%s", self.instance)
@@ -253,6 +318,8 @@ def pending_count(db: Database) -> tuple[int, datetime | None]:
     """How many messages wait to be sent, and since when the oldest waits."""
     with db.session(write=False) as session:
         count, oldest = session.execute(
-            select(func.count(), func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.status.in_(UNSENT))).one()
+            select(func.count(), func.min(OutboxMessage.created_at)).where(
+                OutboxMessage.status.in_(UNSENT)
+            )
+        ).one()
     return int(count), oldest

@@ -24,18 +24,21 @@ async def healthz(request: web.Request) -> web.Response:
         pending, oldest = await asyncio.to_thread(pending_count, app.db)
     except Exception as exc:
         log.warning("health check: database unavailable: %s", type(exc).__name__)
-        return web.json_response({"status": "error", "database": "unavailable",
-                                  "version": __version__}, status=503)
-    return web.json_response({
-        "status": "ok",
-        "database": "ok",
-        "version": __version__,
-        "transports": list(app.env.routes.platforms),
-        "outbox": {
-            "pending": pending,
-            "oldest_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
-        },
-    })
+        return web.json_response(
+            {"status": "error", "database": "unavailable", "version": __version__}, status=503
+        )
+    return web.json_response(
+        {
+            "status": "ok",
+            "database": "ok",
+            "version": __version__,
+            "transports": list(app.env.routes.platforms),
+            "outbox": {
+                "pending": pending,
+                "oldest_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
+            },
+        }
+    )
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -50,9 +50,11 @@ REGISTRY: dict[str, Command] = {}
 
 def command(name: str, *, action: Action, write: bool) -> Callable[[Handler], Handler]:
     """Register a handler under ``name``; ``write`` says whether it changes records."""
+
     def register(handler: Handler) -> Handler:
         REGISTRY[name] = Command(name, handler, action, write)
         return handler
+
     return register
 
 

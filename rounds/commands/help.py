@@ -7,8 +7,21 @@ from rounds.itsm.access import Action, may_ever
 from rounds.reply import Reply
 
 # The order people meet the commands in: reporting first, then working, then the rest.
-ORDER = ("report", "incidents", "incident", "ack", "assign", "priority", "note", "resolve",
-         "reopen", "close", "oncall", "whoami", "help")
+ORDER = (
+    "report",
+    "incidents",
+    "incident",
+    "ack",
+    "assign",
+    "priority",
+    "note",
+    "resolve",
+    "reopen",
+    "close",
+    "oncall",
+    "whoami",
+    "help",
+)
 
 
 def _order(name: str) -> tuple[int, str]:
@@ -23,16 +36,27 @@ def help_(ctx: Context) -> Reply:
             guess = closest(wanted)
             key = "help.unknown_with_guess" if guess else "help.unknown"
             return Reply(ctx.t(key, name=wanted, guess=guess or ""))
-        return Reply(ctx.t("help.detail", usage=ctx.t(f"help.{wanted}.usage"),
-                           summary=ctx.t(f"help.{wanted}.summary")))
+        return Reply(
+            ctx.t(
+                "help.detail",
+                usage=ctx.t(f"help.{wanted}.usage"),
+                summary=ctx.t(f"help.{wanted}.summary"),
+            )
+        )
     lines = [ctx.t("help.head")]
     for name in sorted(REGISTRY, key=_order):
         if may_ever(ctx.person, REGISTRY[name].action):
-            lines.append(ctx.t("help.line", usage=ctx.t(f"help.{name}.usage"),
-                               summary=ctx.t(f"help.{name}.summary")))
+            lines.append(
+                ctx.t(
+                    "help.line",
+                    usage=ctx.t(f"help.{name}.usage"),
+                    summary=ctx.t(f"help.{name}.summary"),
+                )
+            )
     if ctx.via == "console":
-        lines.append(ctx.t("help.line", usage=ctx.t("help.as.usage"),
-                           summary=ctx.t("help.as.summary")))
+        lines.append(
+            ctx.t("help.line", usage=ctx.t("help.as.usage"), summary=ctx.t("help.as.summary"))
+        )
     lines.append(ctx.t("help.tail"))
     return Reply("\n".join(lines))
 

@@ -18,10 +18,16 @@ def _ref(ctx: Context, name: str) -> tuple[int, str]:
 def _line(ctx: Context, incident: Incident) -> str:
     people = ctx.env.people
     who = people.label(incident.assignee) if incident.assignee else ctx.t("incident.unassigned")
-    return ctx.t("incident.list_line", mark=incidents.MARKS[incident.priority],
-                 priority=incident.priority, ref=incident.ref,
-                 status=ctx.t(f"status.{incident.status}"), title=incident.title, who=who,
-                 at=ctx.env.local(incident.created_at))
+    return ctx.t(
+        "incident.list_line",
+        mark=incidents.MARKS[incident.priority],
+        priority=incident.priority,
+        ref=incident.ref,
+        status=ctx.t(f"status.{incident.status}"),
+        title=incident.title,
+        who=who,
+        at=ctx.env.local(incident.created_at),
+    )
 
 
 @command("report", action=Action.REPORT, write=True)
@@ -29,11 +35,21 @@ def report(ctx: Context) -> Reply:
     filed = incidents.report(ctx.session, ctx.env, ctx.person, ctx.args, via=ctx.via)
     incident = filed.incident
     minutes = ctx.env.config.escalation.ack_minutes[incident.priority]
-    lines = [ctx.t("incident.filed", mark=incidents.MARKS[incident.priority], ref=incident.ref,
-                   priority=incident.priority, title=incident.title)]
+    lines = [
+        ctx.t(
+            "incident.filed",
+            mark=incidents.MARKS[incident.priority],
+            ref=incident.ref,
+            priority=incident.priority,
+            title=incident.title,
+        )
+    ]
     if filed.duty and filed.duty != ctx.person.name:
-        lines.append(ctx.t("incident.filed_duty", who=ctx.env.people.label(filed.duty),
-                           minutes=f"{minutes:g}"))
+        lines.append(
+            ctx.t(
+                "incident.filed_duty", who=ctx.env.people.label(filed.duty), minutes=f"{minutes:g}"
+            )
+        )
     else:
         lines.append(ctx.t("incident.filed_no_duty", minutes=f"{minutes:g}"))
     if incident.major:
@@ -64,13 +80,22 @@ def list_incidents(ctx: Context) -> Reply:
 def show(ctx: Context) -> list[Reply]:
     incident_id, _ = _ref(ctx, "incident")
     incident = incidents.view(ctx.session, ctx.env, ctx.person, incident_id, via=ctx.via)
-    lines = [ctx.t("incident.description", text=incident.description), "",
-             ctx.t("incident.timeline")]
+    lines = [
+        ctx.t("incident.description", text=incident.description),
+        "",
+        ctx.t("incident.timeline"),
+    ]
     for entry in incidents.timeline(ctx.session, incident):
         detail = f" · {entry.detail}" if entry.detail else ""
-        lines.append(ctx.t("incident.timeline_line", at=ctx.env.local(entry.at),
-                           who=ctx.env.people.label(entry.actor),
-                           action=ctx.t(f"action.{entry.action}"), detail=detail))
+        lines.append(
+            ctx.t(
+                "incident.timeline_line",
+                at=ctx.env.local(entry.at),
+                who=ctx.env.people.label(entry.actor),
+                action=ctx.t(f"action.{entry.action}"),
+                detail=detail,
+            )
+        )
     return [incidents.card(ctx.env, incident), Reply("\n".join(lines))]
 
 
@@ -86,34 +111,35 @@ def ack(ctx: Context) -> Reply:
 def assign(ctx: Context) -> Reply:
     incident_id, rest = _ref(ctx, "assign")
     name, _ = split_first(rest)
-    incident = incidents.assign(ctx.session, ctx.env, ctx.person, incident_id,
-                                require(ctx, name, "assign"), via=ctx.via)
-    return Reply(ctx.t("incident.assigned", ref=incident.ref,
-                       who=ctx.env.people.label(incident.assignee)))
+    incident = incidents.assign(
+        ctx.session, ctx.env, ctx.person, incident_id, require(ctx, name, "assign"), via=ctx.via
+    )
+    return Reply(
+        ctx.t("incident.assigned", ref=incident.ref, who=ctx.env.people.label(incident.assignee))
+    )
 
 
 @command("priority", action=Action.PRIORITY, write=True)
 def priority(ctx: Context) -> Reply:
     incident_id, rest = _ref(ctx, "priority")
     value, _ = split_first(rest)
-    incident = incidents.set_priority(ctx.session, ctx.env, ctx.person, incident_id,
-                                      require(ctx, value, "priority"), via=ctx.via)
+    incident = incidents.set_priority(
+        ctx.session, ctx.env, ctx.person, incident_id, require(ctx, value, "priority"), via=ctx.via
+    )
     return Reply(ctx.t("incident.priority_set", ref=incident.ref, priority=incident.priority))
 
 
 @command("note", action=Action.NOTE, write=True)
 def note(ctx: Context) -> Reply:
     incident_id, text = _ref(ctx, "note")
-    incident = incidents.add_note(ctx.session, ctx.env, ctx.person, incident_id, text,
-                                  via=ctx.via)
+    incident = incidents.add_note(ctx.session, ctx.env, ctx.person, incident_id, text, via=ctx.via)
     return Reply(ctx.t("incident.noted", ref=incident.ref))
 
 
 @command("resolve", action=Action.RESOLVE, write=True)
 def resolve(ctx: Context) -> Reply:
     incident_id, text = _ref(ctx, "resolve")
-    incident = incidents.resolve(ctx.session, ctx.env, ctx.person, incident_id, text,
-                                 via=ctx.via)
+    incident = incidents.resolve(ctx.session, ctx.env, ctx.person, incident_id, text, via=ctx.via)
     return Reply(ctx.t("incident.resolved", ref=incident.ref))
 
 

@@ -13,10 +13,16 @@ def oncall(ctx: Context) -> Reply:
     shift = ctx.env.rota.shift_at(now)
     if shift is None:
         return Reply(ctx.t("oncall.no_rota"))
-    lines = [ctx.t("oncall.now", who=ctx.env.people.label(shift.person),
-                   until=ctx.env.local(shift.end))]
+    lines = [
+        ctx.t("oncall.now", who=ctx.env.people.label(shift.person), until=ctx.env.local(shift.end))
+    ]
     upcoming = ctx.env.rota.next_shift(now)
     if upcoming is not None:
-        lines.append(ctx.t("oncall.next", who=ctx.env.people.label(upcoming.person),
-                           at=ctx.env.local(upcoming.start)))
+        lines.append(
+            ctx.t(
+                "oncall.next",
+                who=ctx.env.people.label(upcoming.person),
+                at=ctx.env.local(upcoming.start),
+            )
+        )
     return Reply("\n".join(lines))

@@ -73,8 +73,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._write = sessionmaker(self.engine, expire_on_commit=False)
-        self._read = sessionmaker(self.engine.execution_options(rounds_write=False),
-                                  expire_on_commit=False)
+        self._read = sessionmaker(
+            self.engine.execution_options(rounds_write=False), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:

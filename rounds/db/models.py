@@ -150,5 +150,6 @@ class MessageRef(Base):
     message_id: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (UniqueConstraint("platform", "address", "ref_key",
-                                       name="uq_message_refs_key"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "address", "ref_key", name="uq_message_refs_key"),
+    )

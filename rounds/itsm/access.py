@@ -32,8 +32,18 @@ class Action(StrEnum):
 
 
 EVERYONE = frozenset({Action.REPORT, Action.LIST, Action.ONCALL, Action.WHOAMI, Action.HELP})
-INCIDENT_WORK = frozenset({Action.VIEW, Action.ACK, Action.ASSIGN, Action.PRIORITY, Action.NOTE,
-                           Action.RESOLVE, Action.REOPEN, Action.CLOSE})
+INCIDENT_WORK = frozenset(
+    {
+        Action.VIEW,
+        Action.ACK,
+        Action.ASSIGN,
+        Action.PRIORITY,
+        Action.NOTE,
+        Action.RESOLVE,
+        Action.REOPEN,
+        Action.CLOSE,
+    }
+)
 # What a reporter may do with their own incident: follow it, add to it, reopen it when the
 # fix did not hold, and confirm the fix by closing it.
 OWN_REPORT = frozenset({Action.VIEW, Action.NOTE, Action.REOPEN, Action.CLOSE})
@@ -52,8 +62,7 @@ def allowed(person: Person, action: Action, incident: Incident | None = None) ->
         return False
     if incident.reporter == person.name and action in OWN_REPORT:
         return True
-    return (person.has("vendor") and incident.assignee == person.name
-            and action in VENDOR_ASSIGNED)
+    return person.has("vendor") and incident.assignee == person.name and action in VENDOR_ASSIGNED
 
 
 def sees_all_incidents(person: Person) -> bool:

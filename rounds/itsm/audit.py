@@ -14,17 +14,34 @@ DENIED = "denied"
 REFUSED = "refused"
 
 
-def record(session: Session, *, at: datetime, actor: str, action: str, record: str | None,
-           via: str, result: str = OK, detail: str | None = None) -> AuditEntry:
+def record(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    record: str | None,
+    via: str,
+    result: str = OK,
+    detail: str | None = None,
+) -> AuditEntry:
     """Add one audit entry to the session; it commits with the change it describes."""
-    entry = AuditEntry(at=at, actor=actor, action=action, record=record, transport=via,
-                       result=result, detail=detail)
+    entry = AuditEntry(
+        at=at,
+        actor=actor,
+        action=action,
+        record=record,
+        transport=via,
+        result=result,
+        detail=detail,
+    )
     session.add(entry)
     return entry
 
 
-def list_entries(session: Session, since: datetime | None = None,
-                 limit: int | None = None) -> list[AuditEntry]:
+def list_entries(
+    session: Session, since: datetime | None = None, limit: int | None = None
+) -> list[AuditEntry]:
     query = select(AuditEntry).order_by(AuditEntry.id)
     if since is not None:
         query = query.where(AuditEntry.at >= since)
@@ -35,7 +52,9 @@ def list_entries(session: Session, since: datetime | None = None,
 
 def history(session: Session, record_ref: str) -> list[AuditEntry]:
     """The successful actions on one record, oldest first: its timeline."""
-    query = (select(AuditEntry)
-             .where(AuditEntry.record == record_ref, AuditEntry.result == OK)
-             .order_by(AuditEntry.id))
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.record == record_ref, AuditEntry.result == OK)
+        .order_by(AuditEntry.id)
+    )
     return list(session.scalars(query))

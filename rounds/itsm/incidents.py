@@ -67,8 +67,9 @@ def timeline(session: Session, incident: Incident) -> list[AuditEntry]:
     return audit.history(session, incident.ref)
 
 
-def list_incidents(session: Session, env: Env, viewer: Person, scope: str,
-                   limit: int) -> tuple[list[Incident], int]:
+def list_incidents(
+    session: Session, env: Env, viewer: Person, scope: str, limit: int
+) -> tuple[list[Incident], int]:
     """The newest incidents of a scope that ``viewer`` may see, and how many there are."""
     if scope not in SCOPES:
         raise Invalid("incident.bad_scope", scope=scope)
@@ -81,9 +82,10 @@ def list_incidents(session: Session, env: Env, viewer: Person, scope: str,
     if scope == "open":
         query = query.where(Incident.status.in_(ACTIVE))
     elif scope == "mine":
-        query = query.where(or_(Incident.reporter == viewer.name,
-                                Incident.assignee == viewer.name),
-                            Incident.status != CLOSED)
+        query = query.where(
+            or_(Incident.reporter == viewer.name, Incident.assignee == viewer.name),
+            Incident.status != CLOSED,
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = list(session.scalars(query.order_by(Incident.id.desc()).limit(limit)))
     return rows, total
@@ -99,23 +101,41 @@ def report(session: Session, env: Env, reporter: Person, text: str, *, via: str)
         raise Invalid("incident.empty_report")
     now = env.now()
     assessment = env.priorities.assess(text)
-    description, cut = truncate(text, env.config.incidents.max_text,
-                                env.words.t("incident.truncated_marker"))
+    description, cut = truncate(
+        text, env.config.incidents.max_text, env.words.t("incident.truncated_marker")
+    )
 
     incident = Incident(
-        title=first_line(description), description=description, status=OPEN,
-        priority=assessment.priority, impact=assessment.impact, urgency=assessment.urgency,
-        major=assessment.major, system=assessment.system, location=assessment.location,
-        reporter=reporter.name, source=via, created_at=now, escalation_step=0,
+        title=first_line(description),
+        description=description,
+        status=OPEN,
+        priority=assessment.priority,
+        impact=assessment.impact,
+        urgency=assessment.urgency,
+        major=assessment.major,
+        system=assessment.system,
+        location=assessment.location,
+        reporter=reporter.name,
+        source=via,
+        created_at=now,
+        escalation_step=0,
     )
     session.add(incident)
     session.flush()
     detail = f"{incident.priority} {incident.impact}/{incident.urgency}"
-    audit.record(session, at=now, actor=reporter.name, action="report", record=incident.ref,
-                 via=via, detail=detail + (" major" if incident.major else ""))
+    audit.record(
+        session,
+        at=now,
+        actor=reporter.name,
+        action="report",
+        record=incident.ref,
+        via=via,
+        detail=detail + (" major" if incident.major else ""),
+    )
 
-    notify.notify(session, env, notify.channel("ops"), card(env, incident),
-                  ref_key=card_key(incident))
+    notify.notify(
+        session, env, notify.channel("ops"), card(env, incident), ref_key=card_key(incident)
+    )
     duty = env.rota.on_duty(now)
     if duty is not None and duty != reporter.name:
         _page(session, env, incident, duty)
@@ -124,22 +144,42 @@ def report(session: Session, env: Env, reporter: Person, text: str, *, via: str)
     return Filed(incident, duty, cut)
 
 
-def acknowledge(session: Session, env: Env, actor: Person, incident_id: int | None, *,
-                via: str) -> Incident:
+def acknowledge(
+    session: Session, env: Env, actor: Person, incident_id: int | None, *, via: str
+) -> Incident:
     """Take an incident; with no id, the newest open one paged to ``actor``."""
     if incident_id is None:
         incident_id = _newest_paged(session, actor.name)
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.ACK, incident, via)
     if incident.status == ACKNOWLEDGED:
-        key = ("incident.you_already_acked" if incident.acknowledged_by == actor.name
-               else "incident.already_acked")
-        _refuse(session, env, actor, "ack", incident, via, key,
-                who=env.people.label(incident.acknowledged_by),
-                at=env.local(incident.acknowledged_at))
+        key = (
+            "incident.you_already_acked"
+            if incident.acknowledged_by == actor.name
+            else "incident.already_acked"
+        )
+        _refuse(
+            session,
+            env,
+            actor,
+            "ack",
+            incident,
+            via,
+            key,
+            who=env.people.label(incident.acknowledged_by),
+            at=env.local(incident.acknowledged_at),
+        )
     if incident.status != OPEN:
-        _refuse(session, env, actor, "ack", incident, via, "incident.not_open",
-                status=env.words.t(f"status.{incident.status}"))
+        _refuse(
+            session,
+            env,
+            actor,
+            "ack",
+            incident,
+            via,
+            "incident.not_open",
+            status=env.words.t(f"status.{incident.status}"),
+        )
 
     now = env.now()
     incident.status = ACKNOWLEDGED
@@ -149,17 +189,32 @@ def acknowledge(session: Session, env: Env, actor: Person, incident_id: int | No
     incident.escalate_at = None
     audit.record(session, at=now, actor=actor.name, action="ack", record=incident.ref, via=via)
 
-    _changed(session, env, incident,
-             env.words.t("incident.thread.acked", who=env.people.label(actor.name)))
+    _changed(
+        session,
+        env,
+        incident,
+        env.words.t("incident.thread.acked", who=env.people.label(actor.name)),
+    )
     if incident.reporter != actor.name:
-        notify.notify(session, env, notify.person(incident.reporter), Reply(
-            env.words.t("incident.reporter.acked", ref=incident.ref, title=incident.title,
-                        who=env.people.label(actor.name))))
+        notify.notify(
+            session,
+            env,
+            notify.person(incident.reporter),
+            Reply(
+                env.words.t(
+                    "incident.reporter.acked",
+                    ref=incident.ref,
+                    title=incident.title,
+                    who=env.people.label(actor.name),
+                )
+            ),
+        )
     return incident
 
 
-def assign(session: Session, env: Env, actor: Person, incident_id: int, assignee: str, *,
-           via: str) -> Incident:
+def assign(
+    session: Session, env: Env, actor: Person, incident_id: int, assignee: str, *, via: str
+) -> Incident:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.ASSIGN, incident, via)
     target = env.people.get(assignee.lstrip("@"))
@@ -174,17 +229,29 @@ def assign(session: Session, env: Env, actor: Person, incident_id: int, assignee
     now = env.now()
     before = incident.assignee
     incident.assignee = target.name
-    audit.record(session, at=now, actor=actor.name, action="assign", record=incident.ref,
-                 via=via, detail=f"{before or '-'} -> {target.name}")
-    _changed(session, env, incident, env.words.t(
-        "incident.thread.assigned", who=env.people.label(actor.name), to=target.label))
+    audit.record(
+        session,
+        at=now,
+        actor=actor.name,
+        action="assign",
+        record=incident.ref,
+        via=via,
+        detail=f"{before or '-'} -> {target.name}",
+    )
+    _changed(
+        session,
+        env,
+        incident,
+        env.words.t("incident.thread.assigned", who=env.people.label(actor.name), to=target.label),
+    )
     if target.name != actor.name:
         _page(session, env, incident, target.name, assigned_by=actor.name)
     return incident
 
 
-def set_priority(session: Session, env: Env, actor: Person, incident_id: int, priority: str,
-                 *, via: str) -> Incident:
+def set_priority(
+    session: Session, env: Env, actor: Person, incident_id: int, priority: str, *, via: str
+) -> Incident:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.PRIORITY, incident, via)
     priority = priority.upper()
@@ -197,45 +264,90 @@ def set_priority(session: Session, env: Env, actor: Person, incident_id: int, pr
     now = env.now()
     before = incident.priority
     incident.priority = priority
-    audit.record(session, at=now, actor=actor.name, action="priority", record=incident.ref,
-                 via=via, detail=f"{before} -> {priority}")
-    _changed(session, env, incident, env.words.t(
-        "incident.thread.priority", who=env.people.label(actor.name), before=before,
-        after=priority))
+    audit.record(
+        session,
+        at=now,
+        actor=actor.name,
+        action="priority",
+        record=incident.ref,
+        via=via,
+        detail=f"{before} -> {priority}",
+    )
+    _changed(
+        session,
+        env,
+        incident,
+        env.words.t(
+            "incident.thread.priority",
+            who=env.people.label(actor.name),
+            before=before,
+            after=priority,
+        ),
+    )
     if priority == "P1":
         notify.notify(session, env, notify.channel("managers"), _p1_notice(env, incident))
     return incident
 
 
-def add_note(session: Session, env: Env, actor: Person, incident_id: int, text: str, *,
-             via: str) -> Incident:
+def add_note(
+    session: Session, env: Env, actor: Person, incident_id: int, text: str, *, via: str
+) -> Incident:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.NOTE, incident, via)
-    text, _ = truncate(text.strip(), env.config.incidents.max_text,
-                       env.words.t("incident.truncated_marker"))
+    text, _ = truncate(
+        text.strip(), env.config.incidents.max_text, env.words.t("incident.truncated_marker")
+    )
     if not text:
         raise Invalid("incident.note_needed", ref=incident.ref)
     _require_not_closed(session, env, actor, "note", incident, via)
 
-    audit.record(session, at=env.now(), actor=actor.name, action="note", record=incident.ref,
-                 via=via, detail=text)
-    notify.notify(session, env, notify.channel("ops"), Reply(env.words.t(
-        "incident.thread.note", ref=incident.ref, who=env.people.label(actor.name), text=text)),
-        thread_key=card_key(incident))
+    audit.record(
+        session,
+        at=env.now(),
+        actor=actor.name,
+        action="note",
+        record=incident.ref,
+        via=via,
+        detail=text,
+    )
+    notify.notify(
+        session,
+        env,
+        notify.channel("ops"),
+        Reply(
+            env.words.t(
+                "incident.thread.note",
+                ref=incident.ref,
+                who=env.people.label(actor.name),
+                text=text,
+            )
+        ),
+        thread_key=card_key(incident),
+    )
     return incident
 
 
-def resolve(session: Session, env: Env, actor: Person, incident_id: int, text: str, *,
-            via: str) -> Incident:
+def resolve(
+    session: Session, env: Env, actor: Person, incident_id: int, text: str, *, via: str
+) -> Incident:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.RESOLVE, incident, via)
-    text, _ = truncate(text.strip(), env.config.incidents.max_text,
-                       env.words.t("incident.truncated_marker"))
+    text, _ = truncate(
+        text.strip(), env.config.incidents.max_text, env.words.t("incident.truncated_marker")
+    )
     if not text:
         raise Invalid("incident.resolution_needed", ref=incident.ref)
     if incident.status not in ACTIVE:
-        _refuse(session, env, actor, "resolve", incident, via, "incident.not_active",
-                status=env.words.t(f"status.{incident.status}"))
+        _refuse(
+            session,
+            env,
+            actor,
+            "resolve",
+            incident,
+            via,
+            "incident.not_active",
+            status=env.words.t(f"status.{incident.status}"),
+        )
 
     now = env.now()
     incident.status = RESOLVED
@@ -246,29 +358,62 @@ def resolve(session: Session, env: Env, actor: Person, incident_id: int, text: s
         incident.acknowledged_at = now
         incident.acknowledged_by = actor.name
     incident.assignee = incident.assignee or actor.name
-    audit.record(session, at=now, actor=actor.name, action="resolve", record=incident.ref,
-                 via=via, detail=text)
+    audit.record(
+        session,
+        at=now,
+        actor=actor.name,
+        action="resolve",
+        record=incident.ref,
+        via=via,
+        detail=text,
+    )
 
-    _changed(session, env, incident, env.words.t(
-        "incident.thread.resolved", who=env.people.label(actor.name), text=text))
+    _changed(
+        session,
+        env,
+        incident,
+        env.words.t("incident.thread.resolved", who=env.people.label(actor.name), text=text),
+    )
     if incident.reporter != actor.name:
-        notify.notify(session, env, notify.person(incident.reporter), Reply(
-            env.words.t("incident.reporter.resolved", ref=incident.ref, title=incident.title,
-                        who=env.people.label(actor.name), text=text),
-            buttons=[Button(env.words.t("button.close"), f"close {incident.ref}", "primary"),
-                     Button(env.words.t("button.reopen"), f"reopen {incident.ref}")]))
+        notify.notify(
+            session,
+            env,
+            notify.person(incident.reporter),
+            Reply(
+                env.words.t(
+                    "incident.reporter.resolved",
+                    ref=incident.ref,
+                    title=incident.title,
+                    who=env.people.label(actor.name),
+                    text=text,
+                ),
+                buttons=[
+                    Button(env.words.t("button.close"), f"close {incident.ref}", "primary"),
+                    Button(env.words.t("button.reopen"), f"reopen {incident.ref}"),
+                ],
+            ),
+        )
     return incident
 
 
-def reopen(session: Session, env: Env, actor: Person, incident_id: int, why: str, *,
-           via: str) -> Incident:
+def reopen(
+    session: Session, env: Env, actor: Person, incident_id: int, why: str, *, via: str
+) -> Incident:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.REOPEN, incident, via)
     if incident.status == CLOSED:
         _refuse(session, env, actor, "reopen", incident, via, "incident.closed_final")
     if incident.status != RESOLVED:
-        _refuse(session, env, actor, "reopen", incident, via, "incident.not_resolved",
-                status=env.words.t(f"status.{incident.status}"))
+        _refuse(
+            session,
+            env,
+            actor,
+            "reopen",
+            incident,
+            via,
+            "incident.not_resolved",
+            status=env.words.t(f"status.{incident.status}"),
+        )
 
     now = env.now()
     incident.status = OPEN
@@ -277,18 +422,28 @@ def reopen(session: Session, env: Env, actor: Person, incident_id: int, why: str
     incident.acknowledged_by = None
     incident.escalation_step = 0
     why = why.strip()
-    audit.record(session, at=now, actor=actor.name, action="reopen", record=incident.ref,
-                 via=via, detail=why or None)
-    _changed(session, env, incident, env.words.t(
-        "incident.thread.reopened", who=env.people.label(actor.name), why=why or "—"))
+    audit.record(
+        session,
+        at=now,
+        actor=actor.name,
+        action="reopen",
+        record=incident.ref,
+        via=via,
+        detail=why or None,
+    )
+    _changed(
+        session,
+        env,
+        incident,
+        env.words.t("incident.thread.reopened", who=env.people.label(actor.name), why=why or "—"),
+    )
     target = incident.assignee or env.rota.on_duty(now)
     if target is not None and target != actor.name:
         _page(session, env, incident, target)
     return incident
 
 
-def close(session: Session, env: Env, actor: Person, incident_id: int, *,
-          via: str) -> Incident:
+def close(session: Session, env: Env, actor: Person, incident_id: int, *, via: str) -> Incident:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.CLOSE, incident, via)
     if incident.status == CLOSED:
@@ -299,10 +454,13 @@ def close(session: Session, env: Env, actor: Person, incident_id: int, *,
     now = env.now()
     incident.status = CLOSED
     incident.closed_at = now
-    audit.record(session, at=now, actor=actor.name, action="close", record=incident.ref,
-                 via=via)
-    _changed(session, env, incident, env.words.t(
-        "incident.thread.closed", who=env.people.label(actor.name)))
+    audit.record(session, at=now, actor=actor.name, action="close", record=incident.ref, via=via)
+    _changed(
+        session,
+        env,
+        incident,
+        env.words.t("incident.thread.closed", who=env.people.label(actor.name)),
+    )
     return incident
 
 
@@ -313,8 +471,14 @@ def card(env: Env, incident: Incident) -> Reply:
     """The incident's message in the ops channel, edited in place as its state changes."""
     w = env.words
     major = w.t("incident.major_tag") if incident.major else ""
-    text = w.t("incident.card", mark=MARKS[incident.priority], priority=incident.priority,
-               ref=incident.ref, title=incident.title, major=major)
+    text = w.t(
+        "incident.card",
+        mark=MARKS[incident.priority],
+        priority=incident.priority,
+        ref=incident.ref,
+        title=incident.title,
+        major=major,
+    )
     fields = [
         (w.t("field.status"), w.t(f"status.{incident.status}")),
         (w.t("field.reporter"), env.people.label(incident.reporter)),
@@ -324,55 +488,88 @@ def card(env: Env, incident: Incident) -> Reply:
     ]
     if incident.resolution and incident.status in (RESOLVED, CLOSED):
         fields.append((w.t("field.resolution"), incident.resolution))
-    return Reply(text, fields=fields, buttons=card_buttons(env, incident),
-                 footer=w.t("incident.footer", impact=incident.impact,
-                            urgency=incident.urgency))
+    return Reply(
+        text,
+        fields=fields,
+        buttons=card_buttons(env, incident),
+        footer=w.t("incident.footer", impact=incident.impact, urgency=incident.urgency),
+    )
 
 
 def card_buttons(env: Env, incident: Incident) -> list[Button]:
     w = env.words
     ref = incident.ref
     if incident.status == OPEN:
-        return [Button(w.t("button.ack"), f"ack {ref}", "primary"),
-                Button(w.t("button.resolve"), f"resolve {ref}")]
+        return [
+            Button(w.t("button.ack"), f"ack {ref}", "primary"),
+            Button(w.t("button.resolve"), f"resolve {ref}"),
+        ]
     if incident.status == ACKNOWLEDGED:
         return [Button(w.t("button.resolve"), f"resolve {ref}", "primary")]
     if incident.status == RESOLVED:
-        return [Button(w.t("button.close"), f"close {ref}"),
-                Button(w.t("button.reopen"), f"reopen {ref}")]
+        return [
+            Button(w.t("button.close"), f"close {ref}"),
+            Button(w.t("button.reopen"), f"reopen {ref}"),
+        ]
     return []
 
 
 def _p1_notice(env: Env, incident: Incident) -> Reply:
-    return Reply(env.words.t("incident.managers_p1", ref=incident.ref, title=incident.title,
-                             reporter=env.people.label(incident.reporter)),
-                 buttons=[Button(env.words.t("button.ack"), f"ack {incident.ref}", "primary")])
+    return Reply(
+        env.words.t(
+            "incident.managers_p1",
+            ref=incident.ref,
+            title=incident.title,
+            reporter=env.people.label(incident.reporter),
+        ),
+        buttons=[Button(env.words.t("button.ack"), f"ack {incident.ref}", "primary")],
+    )
 
 
-def _page(session: Session, env: Env, incident: Incident, name: str,
-          assigned_by: str | None = None) -> None:
+def _page(
+    session: Session, env: Env, incident: Incident, name: str, assigned_by: str | None = None
+) -> None:
     """Tell one person directly, and remember it so that a bare ``ack`` finds it."""
     w = env.words
     if assigned_by:
-        text = w.t("incident.page.assigned", mark=MARKS[incident.priority], ref=incident.ref,
-                   priority=incident.priority, title=incident.title,
-                   who=env.people.label(assigned_by))
+        text = w.t(
+            "incident.page.assigned",
+            mark=MARKS[incident.priority],
+            ref=incident.ref,
+            priority=incident.priority,
+            title=incident.title,
+            who=env.people.label(assigned_by),
+        )
     else:
-        text = w.t("incident.page.new", mark=MARKS[incident.priority], ref=incident.ref,
-                   priority=incident.priority, title=incident.title,
-                   reporter=env.people.label(incident.reporter))
-    buttons = [Button(w.t("button.ack"), f"ack {incident.ref}", "primary")] \
-        if incident.status == OPEN else []
+        text = w.t(
+            "incident.page.new",
+            mark=MARKS[incident.priority],
+            ref=incident.ref,
+            priority=incident.priority,
+            title=incident.title,
+            reporter=env.people.label(incident.reporter),
+        )
+    buttons = (
+        [Button(w.t("button.ack"), f"ack {incident.ref}", "primary")]
+        if incident.status == OPEN
+        else []
+    )
     notify.notify(session, env, notify.person(name), Reply(text, buttons=buttons))
     session.add(IncidentPage(incident_id=incident.id, person=name, at=env.now()))
 
 
 def _changed(session: Session, env: Env, incident: Incident, line: str) -> None:
     """Edit the card in place and say what changed in its thread."""
-    notify.update(session, env, notify.channel("ops"), card(env, incident),
-                  ref_key=card_key(incident))
-    notify.notify(session, env, notify.channel("ops"),
-                  Reply(f"{incident.ref} · {line}"), thread_key=card_key(incident))
+    notify.update(
+        session, env, notify.channel("ops"), card(env, incident), ref_key=card_key(incident)
+    )
+    notify.notify(
+        session,
+        env,
+        notify.channel("ops"),
+        Reply(f"{incident.ref} · {line}"),
+        thread_key=card_key(incident),
+    )
 
 
 # --- guards ----------------------------------------------------------------------------
@@ -386,35 +583,66 @@ def _load(session: Session, incident_id: int, lock: bool = False) -> Incident:
 
 
 def _newest_paged(session: Session, name: str) -> int:
-    query = (select(IncidentPage.incident_id)
-             .join(Incident, Incident.id == IncidentPage.incident_id)
-             .where(IncidentPage.person == name, Incident.status == OPEN)
-             .order_by(IncidentPage.id.desc()).limit(1))
+    query = (
+        select(IncidentPage.incident_id)
+        .join(Incident, Incident.id == IncidentPage.incident_id)
+        .where(IncidentPage.person == name, Incident.status == OPEN)
+        .order_by(IncidentPage.id.desc())
+        .limit(1)
+    )
     found = session.scalar(query)
     if found is None:
         raise NotFound("incident.nothing_paged")
     return found
 
 
-def _authorize(session: Session, env: Env, actor: Person, action: Action,
-               incident: Incident | None, via: str) -> None:
+def _authorize(
+    session: Session, env: Env, actor: Person, action: Action, incident: Incident | None, via: str
+) -> None:
     if allowed(actor, action, incident):
         return
-    audit.record(session, at=env.now(), actor=actor.name, action=str(action),
-                 record=incident.ref if incident else None, via=via, result=audit.DENIED)
-    raise Denied("access.denied", action=env.words.t(f"action.{action}"),
-                 ref=incident.ref if incident else "")
+    audit.record(
+        session,
+        at=env.now(),
+        actor=actor.name,
+        action=str(action),
+        record=incident.ref if incident else None,
+        via=via,
+        result=audit.DENIED,
+    )
+    raise Denied(
+        "access.denied",
+        action=env.words.t(f"action.{action}"),
+        ref=incident.ref if incident else "",
+    )
 
 
-def _refuse(session: Session, env: Env, actor: Person, action: str, incident: Incident,
-            via: str, key: str, **params: str) -> None:
+def _refuse(
+    session: Session,
+    env: Env,
+    actor: Person,
+    action: str,
+    incident: Incident,
+    via: str,
+    key: str,
+    **params: str,
+) -> None:
     """Record a refusal by state, then raise it; never returns."""
-    audit.record(session, at=env.now(), actor=actor.name, action=action, record=incident.ref,
-                 via=via, result=audit.REFUSED, detail=key)
+    audit.record(
+        session,
+        at=env.now(),
+        actor=actor.name,
+        action=action,
+        record=incident.ref,
+        via=via,
+        result=audit.REFUSED,
+        detail=key,
+    )
     raise Conflict(key, ref=incident.ref, **params)
 
 
-def _require_not_closed(session: Session, env: Env, actor: Person, action: str,
-                        incident: Incident, via: str) -> None:
+def _require_not_closed(
+    session: Session, env: Env, actor: Person, action: str, incident: Incident, via: str
+) -> None:
     if incident.status == CLOSED:
         _refuse(session, env, actor, action, incident, via, "incident.closed_final")

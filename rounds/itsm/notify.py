@@ -39,8 +39,15 @@ def address_for(env: Env, platform: str, destination: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def notify(session: Session, env: Env, destination: str, message: Reply, *,
-           ref_key: str | None = None, thread_key: str | None = None) -> int:
+def notify(
+    session: Session,
+    env: Env,
+    destination: str,
+    message: Reply,
+    *,
+    ref_key: str | None = None,
+    thread_key: str | None = None,
+) -> int:
     """Queue ``message`` as a new post; return how many platform rows were written.
 
     ``ref_key`` names the post so that later edits find it; ``thread_key`` posts it as a
@@ -49,14 +56,20 @@ def notify(session: Session, env: Env, destination: str, message: Reply, *,
     return _queue(session, env, destination, message, "post", ref_key, thread_key)
 
 
-def update(session: Session, env: Env, destination: str, message: Reply, *,
-           ref_key: str) -> int:
+def update(session: Session, env: Env, destination: str, message: Reply, *, ref_key: str) -> int:
     """Queue an edit of the post named ``ref_key``; it waits until that post is sent."""
     return _queue(session, env, destination, message, "edit", ref_key, None)
 
 
-def _queue(session: Session, env: Env, destination: str, message: Reply, op: str,
-           ref_key: str | None, thread_key: str | None) -> int:
+def _queue(
+    session: Session,
+    env: Env,
+    destination: str,
+    message: Reply,
+    op: str,
+    ref_key: str | None,
+    thread_key: str | None,
+) -> int:
     now = env.now()
     written = 0
     for platform in env.routes.platforms:
@@ -64,10 +77,19 @@ def _queue(session: Session, env: Env, destination: str, message: Reply, op: str
         if address is None:
             log.warning("no address platform=%s destination=%s", platform, destination)
             continue
-        session.add(OutboxMessage(
-            platform=platform, address=address, op=op, ref_key=ref_key, thread_key=thread_key,
-            payload=message.to_dict(), status="pending", attempts=0, created_at=now,
-            next_attempt_at=now,
-        ))
+        session.add(
+            OutboxMessage(
+                platform=platform,
+                address=address,
+                op=op,
+                ref_key=ref_key,
+                thread_key=thread_key,
+                payload=message.to_dict(),
+                status="pending",
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
         written += 1
     return written

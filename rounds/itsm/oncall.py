@@ -44,8 +44,11 @@ class Rota:
             end = self._boundary(today, 0)
         else:
             start = self._boundary(today, passed - 1)
-            end = (self._boundary(today, passed) if passed < per_day
-                   else self._boundary(today + timedelta(days=1), 0))
+            end = (
+                self._boundary(today, passed)
+                if passed < per_day
+                else self._boundary(today + timedelta(days=1), 0)
+            )
         return Shift(person, start, end)
 
     def on_duty(self, now: datetime) -> str | None:

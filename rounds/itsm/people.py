@@ -34,8 +34,9 @@ class Directory:
 
     def __init__(self, config: Config) -> None:
         self._by_name = {
-            p.name: Person(p.name, p.display or p.name, frozenset(p.roles), True, p.slack,
-                           p.telegram)
+            p.name: Person(
+                p.name, p.display or p.name, frozenset(p.roles), True, p.slack, p.telegram
+            )
             for p in config.people
         }
         self._by_slack = {p.slack: p for p in self._by_name.values() if p.slack}

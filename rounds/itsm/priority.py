@@ -92,8 +92,9 @@ class PriorityRules:
             system = system or rule.system
             location = location or rule.location
             if rule.min_priority:
-                floor = rule.min_priority if floor is None else more_urgent(floor,
-                                                                            rule.min_priority)
+                floor = (
+                    rule.min_priority if floor is None else more_urgent(floor, rule.min_priority)
+                )
             major = major or rule.major
 
         impact = impact or self.section.default_impact
