@@ -138,6 +138,7 @@ class OncallSection(_Section):
 
 class EscalationSection(_Section):
     ack_minutes: dict[Priority, Annotated[float, Field(gt=0)]]
+    check_seconds: Annotated[float, Field(ge=1, le=3600)]
 
     @field_validator("ack_minutes")
     @classmethod
@@ -151,6 +152,16 @@ class EscalationSection(_Section):
 class IncidentsSection(_Section):
     max_text: Annotated[int, Field(ge=200, le=100_000)]
     list_limit: Annotated[int, Field(ge=1, le=200)]
+    auto_close_hours: Annotated[float, Field(ge=0)]
+
+
+class FormsSection(_Section):
+    expire_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+
+
+class SystemEntry(_Section):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    display: str = ""
 
 
 class MaskPattern(_Section):
@@ -204,6 +215,8 @@ class Config(_Section):
     oncall: OncallSection
     escalation: EscalationSection
     incidents: IncidentsSection
+    forms: FormsSection
+    systems: list[SystemEntry]
     privacy: PrivacySection
     priority: PrioritySection
 
@@ -225,6 +238,9 @@ class Config(_Section):
             if name in seen:
                 raise ValueError(f"[[people]] lists {name!r} twice")
             seen.add(name)
+        systems = [s.name for s in self.systems]
+        if len(set(systems)) != len(systems):
+            raise ValueError("[[systems]] lists a system twice")
         by_name = {p.name: p for p in self.people}
         for name in self.oncall.rotation:
             person = by_name.get(name)
@@ -292,6 +308,10 @@ def _describe(loc: tuple, origin: dict[tuple, str], source: str) -> str:
     section, rest = parts[0], parts[1:]
     if section == "people" and rest and rest[0].isdigit():
         key = f"[[people]] entry {int(rest[0]) + 1}" + (
+            f" {'.'.join(rest[1:])}" if rest[1:] else ""
+        )
+    elif section == "systems" and rest and rest[0].isdigit():
+        key = f"[[systems]] entry {int(rest[0]) + 1}" + (
             f" {'.'.join(rest[1:])}" if rest[1:] else ""
         )
     elif section == "priority" and rest[:1] == ["rules"] and len(rest) > 1:

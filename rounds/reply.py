@@ -25,6 +25,8 @@ class Reply:
     buttons: list[Button] = field(default_factory=list)
     # Context line shown small under the message, such as "INC-3 · 16:40".
     footer: str = ""
+    # The buttons are answers to a question (a form step), not commands on a record.
+    choices: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +36,7 @@ class Reply:
                 {"label": b.label, "command": b.command, "style": b.style} for b in self.buttons
             ],
             "footer": self.footer,
+            "choices": self.choices,
         }
 
     @classmethod
@@ -46,4 +49,5 @@ class Reply:
                 for b in data.get("buttons", [])
             ],
             footer=data.get("footer", ""),
+            choices=bool(data.get("choices", False)),
         )

@@ -12,12 +12,14 @@ from rounds.clock import Clock, SystemClock
 from rounds.config import Config
 from rounds.db import migrate
 from rounds.db.engine import Database
+from rounds.handlers import jobs
 from rounds.itsm.context import Env, Routes
 
 from .console import Console
 from .core import Bot
 from .dispatcher import Dispatcher
 from .http import start_http
+from .scheduler import build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ class App:
         self.dispatcher = Dispatcher(self.db, self.env.clock)
         self.bot = Bot(self.env, self.db, on_commit=self.dispatcher.wake)
 
+    def wake_dispatcher(self) -> None:
+        self.dispatcher.wake()
+
     def upgrade(self) -> bool:
         return migrate.upgrade(self.db.engine)
 
@@ -49,7 +54,7 @@ class App:
     async def serve(
         self, console_in: TextIO | None, out: TextIO, stop: asyncio.Event | None = None
     ) -> None:
-        """Serve HTTP and the dispatcher, and the console when given, until stopped."""
+        """Serve HTTP, the scheduler, the dispatcher and any console until stopped."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,6 +62,9 @@ class App:
                 loop.add_signal_handler(sig, stop.set)
 
         runner = await start_http(self, self.config.http.host, self.config.http.port)
+        jobs.bind(self)
+        scheduler = build_scheduler(self.db, self.config)
+        scheduler.start()
         console = None
         if console_in is not None:
             first = self.config.people[0].name if self.config.people else "staff"
@@ -77,5 +85,7 @@ class App:
                 if task.get_name() == "console":
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            scheduler.shutdown(wait=False)
+            jobs.bind(None)
             await runner.cleanup()
             log.info("rounds stopped")

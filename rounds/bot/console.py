@@ -28,7 +28,9 @@ def render(reply: Reply, indent: str = "") -> str:
         lines.append(f"  {shown}")
     if reply.footer:
         lines.append(f"  ({reply.footer})")
-    if reply.buttons:
+    if reply.buttons and reply.choices:
+        lines.append("  → " + " | ".join(b.command for b in reply.buttons))
+    elif reply.buttons:
         lines.append("  " + "  ".join(f"[{b.label}: {b.command}]" for b in reply.buttons))
     return "\n".join(indent + line if i else line for i, line in enumerate(lines))
 
@@ -84,7 +86,7 @@ class Console:
         if name == "as":
             self.switch(args)
             return
-        for reply in await self.bot.handle(Inbound(PLATFORM, self.person, line)):
+        for reply in await self.bot.handle(Inbound(PLATFORM, self.person, line, chat=PLATFORM)):
             self.write(render(reply))
         await self.dispatcher.drain()
 

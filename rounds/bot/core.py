@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rounds import commands
-from rounds.commands import REGISTRY, Context, closest, split_command
+from rounds.commands import REGISTRY, Context, closest, forms, split_command
 from rounds.db.engine import Database
 from rounds.itsm.context import Env
 from rounds.itsm.errors import RoundsError
@@ -30,6 +30,9 @@ class Inbound:
     transport: str
     person: Person
     text: str
+    # The conversation (a DM, a group, the console), so that a form in one chat does not
+    # capture what the same person types in another.
+    chat: str = ""
 
 
 class Bot:
@@ -58,29 +61,68 @@ class Bot:
         if cleaned.masked_count:
             notices.append(words.t("notice.masked", count=cleaned.masked_count))
 
+        replies = [Reply("\n".join(notices))] if notices else []
+        form_state = self._form_state(inbound)
+        if form_state == "active":
+            replies.extend(
+                self._execute(inbound, "form", True, lambda ctx: self._answer(ctx, cleaned.text))
+            )
+            return replies
+        if form_state == "expired":
+            replies.append(Reply(words.t("form.expired")))
+
         name, args = split_command(cleaned.text)
         if not name:
-            return [Reply(n) for n in notices]
-        replies = [Reply("\n".join(notices))] if notices else []
-        replies.extend(self._run(inbound, name, args))
-        return replies
-
-    def _run(self, inbound: Inbound, name: str, args: str) -> list[Reply]:
-        words = self.env.words
+            return replies
         entry = REGISTRY.get(name)
         if entry is None:
             guess = closest(name)
             key = "error.unknown_command_guess" if guess else "error.unknown_command"
             metrics.COMMANDS.labels("unknown", "invalid").inc()
-            return [Reply(words.t(key, name=name[:40], guess=guess or ""))]
+            return [*replies, Reply(words.t(key, name=name[:40], guess=guess or ""))]
+        replies.extend(self._execute(inbound, name, entry.write, entry.handler, args))
+        return replies
 
+    def _form_state(self, inbound: Inbound) -> str | None:
+        """ "active", "expired" (and now dropped) or None for this person in this chat."""
+        key = (inbound.transport, inbound.chat, inbound.person.name)
+        with self.db.session(write=False) as session:
+            form = forms.active_form(session, *key)
+            if form is None:
+                return None
+            if form.expires_at > self.env.now():
+                return "active"
+        with self.db.session() as session:
+            form = forms.active_form(session, *key)
+            if form is not None and form.expires_at <= self.env.now():
+                session.delete(form)
+        return "expired"
+
+    def _answer(self, ctx: Context, text: str) -> Reply:
+        form = forms.active_form(ctx.session, ctx.via, ctx.chat, ctx.person.name)
+        if form is None:  # cancelled or expired by another message meanwhile
+            return Reply(ctx.t("form.gone"))
+        return forms.answer(ctx, form, text)
+
+    def _execute(
+        self,
+        inbound: Inbound,
+        name: str,
+        write: bool,
+        handler: Callable[[Context], Reply | list[Reply]],
+        args: str = "",
+    ) -> list[Reply]:
+        """Run one handler in one transaction; expected errors become sentences."""
+        words = self.env.words
         started = time.perf_counter()
         outcome = "ok"
         try:
-            with self.db.session(write=entry.write) as session:
-                ctx = Context(self.env, session, inbound.person, inbound.transport, args)
+            with self.db.session(write=write) as session:
+                ctx = Context(
+                    self.env, session, inbound.person, inbound.transport, args, chat=inbound.chat
+                )
                 try:
-                    result = entry.handler(ctx)
+                    result = handler(ctx)
                 except RoundsError as exc:
                     # Expected: the session still commits, keeping the audit of a refusal.
                     outcome = type(exc).__name__.lower()

@@ -28,6 +28,7 @@ class Context:
     person: Person
     via: str
     args: str
+    chat: str = ""
     notices: list[str] = field(default_factory=list)
 
     def t(self, key: str, /, **params: object) -> str:
@@ -91,4 +92,4 @@ def closest(name: str) -> str | None:
 
 def load_all() -> None:
     """Import every command module so that its commands register."""
-    from rounds.commands import help, incidents, oncall  # noqa: F401
+    from rounds.commands import forms, help, incidents, oncall  # noqa: F401

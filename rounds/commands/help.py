@@ -9,6 +9,7 @@ from rounds.reply import Reply
 # The order people meet the commands in: reporting first, then working, then the rest.
 ORDER = (
     "report",
+    "cancel",
     "incidents",
     "incident",
     "ack",

@@ -3,7 +3,8 @@ reopen, close."""
 
 from __future__ import annotations
 
-from rounds.commands import Context, command, require, split_first
+from rounds.commands import Context, command, forms, require, split_first
+from rounds.commands.replies import filed_reply
 from rounds.db.models import Incident
 from rounds.itsm import incidents
 from rounds.itsm.access import Action
@@ -32,34 +33,10 @@ def _line(ctx: Context, incident: Incident) -> str:
 
 @command("report", action=Action.REPORT, write=True)
 def report(ctx: Context) -> Reply:
+    if not ctx.args.strip():
+        return forms.start_report(ctx)
     filed = incidents.report(ctx.session, ctx.env, ctx.person, ctx.args, via=ctx.via)
-    incident = filed.incident
-    minutes = ctx.env.config.escalation.ack_minutes[incident.priority]
-    lines = [
-        ctx.t(
-            "incident.filed",
-            mark=incidents.MARKS[incident.priority],
-            ref=incident.ref,
-            priority=incident.priority,
-            title=incident.title,
-        )
-    ]
-    if filed.duty and filed.duty != ctx.person.name:
-        lines.append(
-            ctx.t(
-                "incident.filed_duty", who=ctx.env.people.label(filed.duty), minutes=f"{minutes:g}"
-            )
-        )
-    else:
-        lines.append(ctx.t("incident.filed_no_duty", minutes=f"{minutes:g}"))
-    if incident.major:
-        lines.append(ctx.t("incident.filed_major"))
-    elif incident.priority == "P1":
-        lines.append(ctx.t("incident.filed_p1"))
-    if filed.truncated:
-        lines.append(ctx.t("incident.filed_truncated", limit=ctx.env.config.incidents.max_text))
-    lines.append(ctx.t("incident.filed_follow", ref=incident.ref))
-    return Reply("\n".join(lines))
+    return filed_reply(ctx, filed)
 
 
 @command("incidents", action=Action.LIST, write=False)

@@ -153,3 +153,24 @@ class MessageRef(Base):
     __table_args__ = (
         UniqueConstraint("platform", "address", "ref_key", name="uq_message_refs_key"),
     )
+
+
+class Form(Base):
+    """A guided form in progress (report with no text), one per person and chat."""
+
+    __tablename__ = "forms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transport: Mapped[str] = mapped_column(String(16))
+    chat: Mapped[str] = mapped_column(String(128))
+    person: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("transport", "chat", "person", name="uq_forms_owner"),
+        Index("ix_forms_expires_at", "expires_at"),
+    )

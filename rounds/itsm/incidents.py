@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -18,6 +19,8 @@ from rounds.itsm import audit, notify
 from rounds.itsm.access import Action, allowed, can_be_assigned, sees_all_incidents
 from rounds.itsm.context import Env
 from rounds.itsm.errors import Conflict, Denied, Invalid, NotFound
+from rounds.itsm.escalation import SYSTEM_ACTOR, ack_window, start_clock, stop_clock
+from rounds.itsm.paging import MARKS, page
 from rounds.itsm.people import Person
 from rounds.itsm.priority import PRIORITIES
 from rounds.reply import Button, Reply
@@ -29,8 +32,17 @@ RESOLVED = "resolved"
 CLOSED = "closed"
 ACTIVE = (OPEN, ACKNOWLEDGED)
 SCOPES = ("open", "mine", "all")
-MARKS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
 _REF = re.compile(r"^(?:inc-?)?(\d{1,9})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReportAnswers:
+    """What a reporter chose in the guided form."""
+
+    system: str
+    location: str | None
+    impact: str
+    urgency: str
 
 
 @dataclass(frozen=True)
@@ -94,13 +106,25 @@ def list_incidents(
 # --- changing --------------------------------------------------------------------------
 
 
-def report(session: Session, env: Env, reporter: Person, text: str, *, via: str) -> Filed:
+def report(
+    session: Session,
+    env: Env,
+    reporter: Person,
+    text: str,
+    *,
+    via: str,
+    answers: ReportAnswers | None = None,
+) -> Filed:
     """File an incident as ``reporter``; page the duty engineer and, for a P1, the managers."""
     text = text.strip()
     if not text:
         raise Invalid("incident.empty_report")
     now = env.now()
-    assessment = env.priorities.assess(text)
+    if answers is None:
+        assessment = env.priorities.assess(text)
+    else:
+        words = f"{answers.system} {answers.location or ''} {text}"
+        assessment = env.priorities.assess(words, impact=answers.impact, urgency=answers.urgency)
     description, cut = truncate(
         text, env.config.incidents.max_text, env.words.t("incident.truncated_marker")
     )
@@ -113,13 +137,13 @@ def report(session: Session, env: Env, reporter: Person, text: str, *, via: str)
         impact=assessment.impact,
         urgency=assessment.urgency,
         major=assessment.major,
-        system=assessment.system,
-        location=assessment.location,
+        system=answers.system if answers else assessment.system,
+        location=(answers.location if answers else None) or assessment.location,
         reporter=reporter.name,
         source=via,
         created_at=now,
-        escalation_step=0,
     )
+    start_clock(env, incident, now)
     session.add(incident)
     session.flush()
     detail = f"{incident.priority} {incident.impact}/{incident.urgency}"
@@ -138,7 +162,7 @@ def report(session: Session, env: Env, reporter: Person, text: str, *, via: str)
     )
     duty = env.rota.on_duty(now)
     if duty is not None and duty != reporter.name:
-        _page(session, env, incident, duty)
+        page(session, env, incident, duty)
     if incident.priority == "P1":
         notify.notify(session, env, notify.channel("managers"), _p1_notice(env, incident))
     return Filed(incident, duty, cut)
@@ -186,7 +210,7 @@ def acknowledge(
     incident.acknowledged_by = actor.name
     incident.acknowledged_at = now
     incident.assignee = actor.name
-    incident.escalate_at = None
+    stop_clock(incident)
     audit.record(session, at=now, actor=actor.name, action="ack", record=incident.ref, via=via)
 
     _changed(
@@ -245,7 +269,7 @@ def assign(
         env.words.t("incident.thread.assigned", who=env.people.label(actor.name), to=target.label),
     )
     if target.name != actor.name:
-        _page(session, env, incident, target.name, assigned_by=actor.name)
+        page(session, env, incident, target.name, assigned_by=actor.name)
     return incident
 
 
@@ -264,6 +288,9 @@ def set_priority(
     now = env.now()
     before = incident.priority
     incident.priority = priority
+    if incident.status == OPEN and incident.escalate_at is not None:
+        # The next step falls due one window of the new priority from now.
+        incident.escalate_at = now + ack_window(env, priority)
     audit.record(
         session,
         at=now,
@@ -353,7 +380,7 @@ def resolve(
     incident.status = RESOLVED
     incident.resolved_at = now
     incident.resolution = text
-    incident.escalate_at = None
+    stop_clock(incident)
     if incident.acknowledged_at is None:
         incident.acknowledged_at = now
         incident.acknowledged_by = actor.name
@@ -386,7 +413,8 @@ def resolve(
                     title=incident.title,
                     who=env.people.label(actor.name),
                     text=text,
-                ),
+                )
+                + _auto_close_hint(env),
                 buttons=[
                     Button(env.words.t("button.close"), f"close {incident.ref}", "primary"),
                     Button(env.words.t("button.reopen"), f"reopen {incident.ref}"),
@@ -420,7 +448,7 @@ def reopen(
     incident.resolved_at = None
     incident.acknowledged_at = None
     incident.acknowledged_by = None
-    incident.escalation_step = 0
+    start_clock(env, incident, now)
     why = why.strip()
     audit.record(
         session,
@@ -439,7 +467,7 @@ def reopen(
     )
     target = incident.assignee or env.rota.on_duty(now)
     if target is not None and target != actor.name:
-        _page(session, env, incident, target)
+        page(session, env, incident, target)
     return incident
 
 
@@ -462,6 +490,44 @@ def close(session: Session, env: Env, actor: Person, incident_id: int, *, via: s
         env.words.t("incident.thread.closed", who=env.people.label(actor.name)),
     )
     return incident
+
+
+def close_stale_resolved(session: Session, env: Env, hours: float) -> list[str]:
+    """Close incidents resolved more than ``hours`` ago that nobody confirmed or reopened."""
+    now = env.now()
+    query = (
+        select(Incident)
+        .where(Incident.status == RESOLVED, Incident.resolved_at <= now - timedelta(hours=hours))
+        .order_by(Incident.id)
+        .limit(100)
+        .with_for_update(skip_locked=True)
+    )
+    closed: list[str] = []
+    for incident in session.scalars(query):
+        incident.status = CLOSED
+        incident.closed_at = now
+        audit.record(
+            session,
+            at=now,
+            actor=SYSTEM_ACTOR,
+            action="close",
+            record=incident.ref,
+            via="scheduler",
+            detail=f"auto after {hours:g} h",
+        )
+        _changed(session, env, incident, env.words.t("incident.thread.auto_closed"))
+        notify.notify(
+            session,
+            env,
+            notify.person(incident.reporter),
+            Reply(
+                env.words.t(
+                    "incident.reporter.auto_closed", ref=incident.ref, title=incident.title
+                )
+            ),
+        )
+        closed.append(incident.ref)
+    return closed
 
 
 # --- messages --------------------------------------------------------------------------
@@ -526,36 +592,13 @@ def _p1_notice(env: Env, incident: Incident) -> Reply:
     )
 
 
-def _page(
-    session: Session, env: Env, incident: Incident, name: str, assigned_by: str | None = None
-) -> None:
-    """Tell one person directly, and remember it so that a bare ``ack`` finds it."""
-    w = env.words
-    if assigned_by:
-        text = w.t(
-            "incident.page.assigned",
-            mark=MARKS[incident.priority],
-            ref=incident.ref,
-            priority=incident.priority,
-            title=incident.title,
-            who=env.people.label(assigned_by),
-        )
-    else:
-        text = w.t(
-            "incident.page.new",
-            mark=MARKS[incident.priority],
-            ref=incident.ref,
-            priority=incident.priority,
-            title=incident.title,
-            reporter=env.people.label(incident.reporter),
-        )
-    buttons = (
-        [Button(w.t("button.ack"), f"ack {incident.ref}", "primary")]
-        if incident.status == OPEN
-        else []
+def _auto_close_hint(env: Env) -> str:
+    hours = env.config.incidents.auto_close_hours
+    return (
+        "\n" + env.words.t("incident.reporter.auto_close_hint", hours=f"{hours:g}")
+        if hours
+        else ""
     )
-    notify.notify(session, env, notify.person(name), Reply(text, buttons=buttons))
-    session.add(IncidentPage(incident_id=incident.id, person=name, at=env.now()))
 
 
 def _changed(session: Session, env: Env, incident: Incident, line: str) -> None:

@@ -55,6 +55,13 @@ class Rota:
         shift = self.shift_at(now)
         return shift.person if shift else None
 
+    def next_after(self, name: str | None) -> str | None:
+        """The person after ``name`` in the rotation, or None when there is no other."""
+        if name not in self.rotation or len(self.rotation) < 2:
+            return None
+        following = self.rotation[(self.rotation.index(name) + 1) % len(self.rotation)]
+        return following if following != name else None
+
     def next_shift(self, now: datetime) -> Shift | None:
         current = self.shift_at(now)
         if current is None:

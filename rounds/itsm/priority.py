@@ -76,9 +76,15 @@ class PriorityRules:
     def _rules(self) -> list[_CompiledRule]:
         return [_CompiledRule(r) for r in self.section.rules]
 
-    def assess(self, text: str) -> Assessment:
-        """First matching rule decides each of impact, urgency, system and location."""
-        impact = urgency = system = location = None
+    def assess(
+        self, text: str, *, impact: str | None = None, urgency: str | None = None
+    ) -> Assessment:
+        """First matching rule decides each of impact, urgency, system and location.
+
+        ``impact`` and ``urgency``, when the reporter gave them (the guided form), stand as
+        given; the rules' floors and major-incident marks still apply.
+        """
+        system = location = None
         floor: str | None = None
         major = False
         names: list[str] = []

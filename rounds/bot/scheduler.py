@@ -1,0 +1,54 @@
+"""APScheduler 3 inside the bot's event loop, with jobs kept in the database.
+
+Every job has a stable id and is added with ``replace_existing``, so a restart updates the
+stored job instead of adding a second one. Runs missed while the bot was down are
+coalesced into one (``coalesce``, no misfire grace limit), and a job never runs twice at
+once (``max_instances = 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from rounds.config import Config
+from rounds.db.engine import Database
+
+JOB_TABLE = "apscheduler_jobs"
+JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    func: str
+    trigger: IntervalTrigger
+
+
+def job_specs(config: Config) -> list[JobSpec]:
+    return [
+        JobSpec(
+            "escalate-incidents",
+            "rounds.handlers.jobs:escalate_incidents",
+            IntervalTrigger(seconds=config.escalation.check_seconds),
+        ),
+        JobSpec(
+            "close-resolved-incidents",
+            "rounds.handlers.jobs:close_resolved_incidents",
+            IntervalTrigger(minutes=5),
+        ),
+    ]
+
+
+def build_scheduler(db: Database, config: Config) -> AsyncIOScheduler:
+    """A scheduler whose jobs live in Rounds' own database; start it inside the loop."""
+    store = SQLAlchemyJobStore(engine=db.engine, tablename=JOB_TABLE)
+    scheduler = AsyncIOScheduler(
+        jobstores={"default": store}, job_defaults=JOB_DEFAULTS, timezone=config.zone
+    )
+    for spec in job_specs(config):
+        scheduler.add_job(spec.func, spec.trigger, id=spec.id, replace_existing=True)
+    return scheduler

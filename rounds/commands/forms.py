@@ -1,0 +1,192 @@
+"""Guided forms: ``report`` with no text asks for the details one step at a time.
+
+The form's state is a row keyed by transport, chat and person, so it survives a restart
+and each transport (console now, Telegram and Slack later) drives the same steps: the
+transport sends the person's answer as text, and a button's command is the answer it
+stands for. ``cancel`` leaves at any step; a form left alone expires.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from rounds.commands import Context, command
+from rounds.commands.replies import filed_reply
+from rounds.db.models import Form
+from rounds.itsm import incidents
+from rounds.itsm.access import Action
+from rounds.itsm.errors import Invalid
+from rounds.itsm.priority import matrix
+from rounds.reply import Button, Reply
+
+REPORT = "report"
+STEPS = ("system", "location", "impact", "urgency", "description", "confirm")
+IMPACTS = ("I1", "I2", "I3", "I4")
+URGENCIES = ("U1", "U2", "U3")
+CANCEL_WORDS = {"cancel", "/cancel", "取消", "退出"}
+YES_WORDS = {"yes", "y", "ok", "confirm", "是", "确认", "好", "提交", "1"}
+SKIP_WORDS = {"skip", "-", "跳过", "无"}
+MAX_LOCATION = 100
+
+
+def active_form(session: Session, transport: str, chat: str, person: str) -> Form | None:
+    return session.scalar(
+        select(Form).where(Form.transport == transport, Form.chat == chat, Form.person == person)
+    )
+
+
+def purge_expired(session: Session, now) -> int:
+    """Drop every form nobody answered in time; return how many."""
+    result = session.execute(delete(Form).where(Form.expires_at <= now))
+    return result.rowcount or 0
+
+
+def start_report(ctx: Context) -> Reply:
+    """Begin (or begin again) the guided report for this person in this chat."""
+    now = ctx.env.now()
+    form = active_form(ctx.session, ctx.via, ctx.chat, ctx.person.name)
+    if form is None:
+        form = Form(transport=ctx.via, chat=ctx.chat, person=ctx.person.name, kind=REPORT)
+        ctx.session.add(form)
+    form.step = STEPS[0]
+    form.data = {}
+    form.started_at = now
+    form.expires_at = now + _lifetime(ctx)
+    question = _question(ctx, form)
+    question.text = ctx.t("form.start") + "\n" + question.text
+    return question
+
+
+def answer(ctx: Context, form: Form, text: str) -> Reply:
+    """Take one answer: advance, ask again with the reason, cancel, or file the report."""
+    text = text.strip()
+    if text.lower() in CANCEL_WORDS:
+        ctx.session.delete(form)
+        return Reply(ctx.t("form.cancelled"))
+
+    try:
+        value = _parse(ctx, form.step, text)
+    except Invalid as exc:
+        question = _question(ctx, form)
+        question.text = ctx.t(exc.key, **exc.params) + "\n" + question.text
+        return question
+
+    if form.step == "confirm":
+        data = form.data
+        answers = incidents.ReportAnswers(
+            system=data["system"],
+            location=data.get("location"),
+            impact=data["impact"],
+            urgency=data["urgency"],
+        )
+        filed = incidents.report(
+            ctx.session, ctx.env, ctx.person, data["description"], via=ctx.via, answers=answers
+        )
+        ctx.session.delete(form)
+        return filed_reply(ctx, filed)
+
+    form.data = {**form.data, form.step: value}
+    form.step = STEPS[STEPS.index(form.step) + 1]
+    form.expires_at = ctx.env.now() + _lifetime(ctx)
+    return _question(ctx, form)
+
+
+def _lifetime(ctx: Context) -> timedelta:
+    return timedelta(minutes=ctx.env.config.forms.expire_minutes)
+
+
+def _systems(ctx: Context) -> list[tuple[str, str]]:
+    return [(s.name, s.display or s.name) for s in ctx.env.config.systems]
+
+
+def _question(ctx: Context, form: Form) -> Reply:
+    step = form.step
+    if step == "system":
+        choices = _systems(ctx)
+        lines = [ctx.t("form.ask_system")]
+        lines += [f"  {i}. {label}" for i, (_, label) in enumerate(choices, 1)]
+        buttons = [Button(label, name) for name, label in choices]
+        return Reply("\n".join(lines), buttons=buttons, choices=True)
+    if step == "location":
+        return Reply(
+            ctx.t("form.ask_location"), buttons=[Button(ctx.t("form.skip"), "skip")], choices=True
+        )
+    if step == "impact":
+        lines = [ctx.t("form.ask_impact")]
+        lines += [f"  {i}. {ctx.t(f'form.impact.{code}')}" for i, code in enumerate(IMPACTS, 1)]
+        buttons = [Button(ctx.t(f"form.impact_short.{code}"), code) for code in IMPACTS]
+        return Reply("\n".join(lines), buttons=buttons, choices=True)
+    if step == "urgency":
+        lines = [ctx.t("form.ask_urgency")]
+        lines += [f"  {i}. {ctx.t(f'form.urgency.{c}')}" for i, c in enumerate(URGENCIES, 1)]
+        buttons = [Button(ctx.t(f"form.urgency_short.{code}"), code) for code in URGENCIES]
+        return Reply("\n".join(lines), buttons=buttons, choices=True)
+    if step == "description":
+        return Reply(ctx.t("form.ask_description"))
+    data = form.data
+    priority = matrix(data["impact"], data["urgency"])
+    label = dict(_systems(ctx)).get(data["system"], data["system"])
+    summary = ctx.t(
+        "form.summary",
+        system=label,
+        location=data.get("location") or "—",
+        impact=ctx.t(f"form.impact_short.{data['impact']}"),
+        urgency=ctx.t(f"form.urgency_short.{data['urgency']}"),
+        priority=priority,
+        description=data["description"],
+    )
+    return Reply(
+        summary,
+        buttons=[
+            Button(ctx.t("form.confirm"), "yes", "primary"),
+            Button(ctx.t("form.cancel"), "cancel", "danger"),
+        ],
+        choices=True,
+    )
+
+
+def _choice(text: str, options: list[str]) -> str | None:
+    """An option by its number (1-based) or its name, in any case."""
+    token = text.strip()
+    if token.isdigit() and 1 <= int(token) <= len(options):
+        return options[int(token) - 1]
+    lowered = {o.lower(): o for o in options}
+    return lowered.get(token.lower())
+
+
+def _parse(ctx: Context, step: str, text: str) -> str | None:
+    if step == "system":
+        names = [name for name, _ in _systems(ctx)]
+        labels = {label.lower(): name for name, label in _systems(ctx)}
+        found = _choice(text, names) or labels.get(text.lower())
+        if found is None:
+            raise Invalid("form.bad_choice", count=len(names))
+        return found
+    if step == "location":
+        if not text or text.lower() in SKIP_WORDS:
+            return None
+        if len(text) > MAX_LOCATION:
+            raise Invalid("form.location_too_long", limit=MAX_LOCATION)
+        return text
+    if step in ("impact", "urgency"):
+        options = list(IMPACTS if step == "impact" else URGENCIES)
+        found = _choice(text, options)
+        if found is None:
+            raise Invalid("form.bad_choice", count=len(options))
+        return found
+    if step == "description":
+        if not text:
+            raise Invalid("form.description_needed")
+        return text
+    if text.lower() not in YES_WORDS:
+        raise Invalid("form.confirm_or_cancel")
+    return "yes"
+
+
+@command("cancel", action=Action.REPORT, write=False)
+def cancel(ctx: Context) -> Reply:
+    """Reached only when no form is open: an open form takes ``cancel`` itself."""
+    return Reply(ctx.t("form.none"))

@@ -1,0 +1,78 @@
+"""Scheduled jobs.
+
+APScheduler's job store keeps a job as a reference (``module:function``) with plain
+arguments, so each job is a module-level function; it finds the running bot through
+:func:`bind`, which the bot calls before it starts the scheduler. Each job re-reads and
+locks what it acts on, and logs one line saying what it did or why it did nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from rounds.db.engine import Database
+from rounds.itsm import escalation, incidents
+from rounds.itsm.context import Env
+
+log = logging.getLogger(__name__)
+
+
+class Runtime(Protocol):
+    db: Database
+    env: Env
+
+    def wake_dispatcher(self) -> None: ...
+
+
+_runtime: Runtime | None = None
+
+
+def bind(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the bot the jobs act for (None unbinds)."""
+    global _runtime
+    _runtime = runtime
+
+
+def _bound() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("scheduled job ran before the bot was bound")
+    return _runtime
+
+
+def escalate_step(runtime: Runtime) -> list[escalation.Escalated]:
+    """Take every due escalation step, in one transaction."""
+    with runtime.db.session() as session:
+        return escalation.escalate_due(session, runtime.env)
+
+
+def close_resolved(runtime: Runtime) -> list[str]:
+    """Close incidents resolved longer ago than ``[incidents] auto_close_hours``."""
+    hours = runtime.env.config.incidents.auto_close_hours
+    if hours <= 0:
+        return []
+    with runtime.db.session() as session:
+        return incidents.close_stale_resolved(session, runtime.env, hours)
+
+
+async def escalate_incidents() -> None:
+    """Job ``escalate-incidents``."""
+    runtime = _bound()
+    steps = await asyncio.to_thread(escalate_step, runtime)
+    if not steps:
+        log.debug("job=escalate-incidents nothing due")
+        return
+    log.info("job=escalate-incidents steps=%d", len(steps))
+    runtime.wake_dispatcher()
+
+
+async def close_resolved_incidents() -> None:
+    """Job ``close-resolved-incidents``."""
+    runtime = _bound()
+    closed = await asyncio.to_thread(close_resolved, runtime)
+    if not closed:
+        log.debug("job=close-resolved-incidents nothing due")
+        return
+    log.info("job=close-resolved-incidents closed=%d", len(closed))
+    runtime.wake_dispatcher()
