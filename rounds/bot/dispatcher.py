@@ -220,7 +220,7 @@ class Dispatcher:
         dead = error.permanent and item.attempts >= PERMANENT_ATTEMPTS
         delay = error.retry_after
         if delay is None:
-            delay = min(MAX_BACKOFF, 2.0 ** (item.attempts - 1)) * random.uniform(0.8, 1.2)
+            delay = min(MAX_BACKOFF, 2.0 ** (item.attempts - 1) * random.uniform(0.8, 1.2))
         with self.db.session() as session:
             session.execute(
                 update(OutboxMessage)
@@ -293,6 +293,8 @@ class Dispatcher:
             ",".join(sorted(self.senders)),
         )
         while not stop.is_set():
+            # Clear before the round: a wake() during the round then starts the next one.
+            self._wake.clear()
             try:
                 attempted = await self.run_once()
             except Exception:
@@ -301,7 +303,6 @@ class Dispatcher:
                 attempted = 0
             if attempted:
                 continue
-            self._wake.clear()
             waiters = {
                 asyncio.ensure_future(self._wake.wait()),
                 asyncio.ensure_future(stop.wait()),
