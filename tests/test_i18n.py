@@ -33,8 +33,10 @@ def test_catalogues_use_the_same_placeholders():
 
 def test_every_literal_key_in_the_code_exists():
     used: set[str] = set()
-    pattern = re.compile(r"""\b(?:t|RoundsError|Invalid|NotFound|Denied|Conflict|_refuse)"""
-                         r"""\([^"()]*?"([a-z_]+(?:\.[a-z_]+)+)\"""")
+    pattern = re.compile(
+        r"""\b(?:t|RoundsError|Invalid|NotFound|Denied|Conflict|_refuse)"""
+        r"""\([^"()]*?"([a-z_]+(?:\.[a-z_]+)+)\""""
+    )
     for path in ROOT.rglob("*.py"):
         used |= set(pattern.findall(path.read_text("utf-8")))
     missing = {k for k in used if k not in messages("en")}
@@ -51,8 +53,14 @@ def test_dynamic_keys_exist(language):
     keys = [f"action.{a}" for a in Action] + ["action.escalate"]
     keys += [f"status.{s}" for s in ("open", "acknowledged", "resolved", "closed")]
     keys += [f"role.{r}" for r in ("staff", "engineer", "manager", "admin", "vendor")]
-    keys += [f"help.{name}.{part}" for name in [*commands.REGISTRY, "as"]
-             for part in ("usage", "summary")]
-    keys += [f"incident.list_{kind}_{scope}" for kind in ("head", "empty")
-             for scope in ("open", "mine", "all")]
+    keys += [
+        f"help.{name}.{part}"
+        for name in [*commands.REGISTRY, "as"]
+        for part in ("usage", "summary")
+    ]
+    keys += [
+        f"incident.list_{kind}_{scope}"
+        for kind in ("head", "empty")
+        for scope in ("open", "mine", "all")
+    ]
     assert [k for k in keys if not catalog.has(k)] == []

@@ -9,8 +9,10 @@ from rounds.db.models import AuditEntry, Incident
 
 def audit_rows(app):
     with app.db.session(write=False) as s:
-        return [(a.actor, a.action, a.record, a.result) for a in s.scalars(
-            select(AuditEntry).order_by(AuditEntry.id))]
+        return [
+            (a.actor, a.action, a.record, a.result)
+            for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
 
 
 def test_staff_report_reaches_ops_channel_and_duty_engineer(harness, app):

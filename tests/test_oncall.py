@@ -16,8 +16,9 @@ def at(day: int, hour: int, minute: int = 0, month: int = 1) -> datetime:
 
 
 def rota(handover: str | list[str], people: list[str] | None = None) -> Rota:
-    section = OncallSection(rotation=people or ["a", "b", "c"], handover=handover,
-                            start=date(2026, 1, 5))
+    section = OncallSection(
+        rotation=people or ["a", "b", "c"], handover=handover, start=date(2026, 1, 5)
+    )
     return Rota(section, ZONE)
 
 

@@ -46,14 +46,31 @@ FAKE = "fake"
 # --- helpers ---------------------------------------------------------------------------
 
 
-def queue(app, address: str, text: str, *, op: str = "post", ref_key: str | None = None,
-          thread_key: str | None = None, platform: str = FAKE) -> int:
+def queue(
+    app,
+    address: str,
+    text: str,
+    *,
+    op: str = "post",
+    ref_key: str | None = None,
+    thread_key: str | None = None,
+    platform: str = FAKE,
+) -> int:
     """Queue one outbox row as the domain would; return its id."""
     now = app.env.now()
     with app.db.session() as s:
-        row = OutboxMessage(platform=platform, address=address, op=op, ref_key=ref_key,
-                            thread_key=thread_key, payload=Reply(text).to_dict(),
-                            status="pending", attempts=0, created_at=now, next_attempt_at=now)
+        row = OutboxMessage(
+            platform=platform,
+            address=address,
+            op=op,
+            ref_key=ref_key,
+            thread_key=thread_key,
+            payload=Reply(text).to_dict(),
+            status="pending",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
         s.add(row)
         s.flush()
         return row.id
@@ -87,9 +104,19 @@ def load(app, row_id: int) -> Row:
     with app.db.session(write=False) as s:
         r = s.get(OutboxMessage, row_id)
         assert r is not None
-        return Row(r.id, r.address, r.op, r.status, r.attempts, r.next_attempt_at,
-                   r.claimed_by, r.claimed_until, r.sent_at, r.platform_message_id,
-                   r.last_error)
+        return Row(
+            r.id,
+            r.address,
+            r.op,
+            r.status,
+            r.attempts,
+            r.next_attempt_at,
+            r.claimed_by,
+            r.claimed_until,
+            r.sent_at,
+            r.platform_message_id,
+            r.last_error,
+        )
 
 
 def all_rows(app) -> list[Row]:
@@ -100,16 +127,23 @@ def all_rows(app) -> list[Row]:
 
 def stored_ref(app, address: str, key: str, platform: str = FAKE) -> str | None:
     with app.db.session(write=False) as s:
-        return s.scalar(select(MessageRef.message_id).where(
-            MessageRef.platform == platform, MessageRef.address == address,
-            MessageRef.ref_key == key))
+        return s.scalar(
+            select(MessageRef.message_id).where(
+                MessageRef.platform == platform,
+                MessageRef.address == address,
+                MessageRef.ref_key == key,
+            )
+        )
 
 
 class FakeSender:
     """Records every attempt; raises the planned exceptions for a row, then accepts it."""
 
-    def __init__(self, plan: dict[int, list[BaseException]] | None = None,
-                 always: dict[int, BaseException] | None = None) -> None:
+    def __init__(
+        self,
+        plan: dict[int, list[BaseException]] | None = None,
+        always: dict[int, BaseException] | None = None,
+    ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.always = dict(always or {})
         self.attempts: list[Outgoing] = []
@@ -416,8 +450,7 @@ def test_mark_sent_records_status_time_and_platform_id(app, clock):
     assert load(app, row).platform_message_id == "P-123"
 
 
-def test_lease_is_taken_over_only_after_it_runs_out_and_the_old_holder_records_nothing(
-        app, clock):
+def test_lease_is_taken_over_only_after_it_runs_out_and_the_old_holder_records_nothing(app, clock):
     row = queue(app, "#ops", "hello", ref_key="incident:1")
     first = dispatcher(app, clock, FakeSender())
     second = dispatcher(app, clock, FakeSender())
@@ -474,7 +507,11 @@ def test_message_survives_a_dispatcher_process_killed_mid_send(app, clock, tmp_p
 
     child = subprocess.run(
         [sys.executable, str(script), app.config.database_url, clock.now().isoformat()],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert child.stdout.split() == ["sending", str(first)]
@@ -502,8 +539,7 @@ def test_message_survives_a_dispatcher_process_killed_mid_send(app, clock, tmp_p
 # --- two dispatchers -------------------------------------------------------------------
 
 
-def check_exactly_once_in_order(app, sent: list[tuple[int, str]],
-                                queued: dict[int, str]) -> None:
+def check_exactly_once_in_order(app, sent: list[tuple[int, str]], queued: dict[int, str]) -> None:
     ids = [row_id for row_id, _ in sent]
     assert len(ids) == len(set(ids)), "a row was sent twice"
     assert sorted(ids) == sorted(queued)
@@ -546,8 +582,7 @@ def test_two_dispatcher_threads_never_send_the_same_row_twice(app, clock):
 
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            counts = [f.result(timeout=120) for f in
-                      [pool.submit(work, db) for db in databases]]
+            counts = [f.result(timeout=120) for f in [pool.submit(work, db) for db in databases]]
     finally:
         for db in databases:
             db.dispose()
@@ -604,28 +639,34 @@ def test_rolled_back_transaction_leaves_nothing_in_the_outbox(app):
 
 def test_domain_notifications_reach_the_console_as_post_edit_and_thread_reply(app, clock):
     with app.db.session() as s:
-        outbox.notify(s, app.env, outbox.channel("ops"), Reply("INC-1 open"),
-                      ref_key="incident:1")
+        outbox.notify(s, app.env, outbox.channel("ops"), Reply("INC-1 open"), ref_key="incident:1")
         outbox.notify(s, app.env, outbox.person("eng.wang"), Reply("please look"))
     with app.db.session() as s:
-        outbox.update(s, app.env, outbox.channel("ops"), Reply("INC-1 acknowledged"),
-                      ref_key="incident:1")
-        outbox.notify(s, app.env, outbox.channel("ops"), Reply("on my way"),
-                      thread_key="incident:1")
+        outbox.update(
+            s, app.env, outbox.channel("ops"), Reply("INC-1 acknowledged"), ref_key="incident:1"
+        )
+        outbox.notify(
+            s, app.env, outbox.channel("ops"), Reply("on my way"), thread_key="incident:1"
+        )
     out = StringIO()
 
     drain(Dispatcher(app.db, clock, {"console": ConsoleSender(out)}))
 
     lines = out.getvalue().splitlines()
-    assert sorted(lines) == sorted([
+    assert sorted(lines) == sorted(
+        [
+            "[#ops] INC-1 open  <c1>",
+            "[@eng.wang] please look  <c2>",
+            "[#ops ✎ c1] INC-1 acknowledged  <c3>",
+            "[#ops ↳ c1] on my way  <c4>",
+        ]
+    )
+    ops = [line for line in lines if line.startswith("[#ops")]
+    assert ops == [
         "[#ops] INC-1 open  <c1>",
-        "[@eng.wang] please look  <c2>",
         "[#ops ✎ c1] INC-1 acknowledged  <c3>",
         "[#ops ↳ c1] on my way  <c4>",
-    ])
-    ops = [line for line in lines if line.startswith("[#ops")]
-    assert ops == ["[#ops] INC-1 open  <c1>", "[#ops ✎ c1] INC-1 acknowledged  <c3>",
-                   "[#ops ↳ c1] on my way  <c4>"]
+    ]
 
 
 # --- the loop --------------------------------------------------------------------------
@@ -680,4 +721,3 @@ def test_run_returns_promptly_when_stop_is_set_while_idle(app, clock):
         await task
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=60))
-

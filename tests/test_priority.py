@@ -23,35 +23,37 @@ def test_matrix_is_domain_table():
     assert set(MATRIX) == {"I1", "I2", "I3", "I4"}
 
 
-@pytest.mark.parametrize(("text", "priority", "major", "system"), [
-    # Outpatient HIS down: P1 and a major incident (hard override).
-    ("HIS 收费系统无法登录", "P1", True, "HIS"),
-    ("门诊挂号全部卡死了", "P1", True, "HIS"),
-    ("HIS is down in the whole outpatient hall", "P1", True, "HIS"),
-    # A core system named without an outage word: reach unknown (I2); intermittent (U3).
-    ("LIS 检验报告偶尔打印慢", "P3", False, "LIS"),
-    ("PACS 影像调不出来", "P2", False, "PACS"),
-    # A core system failing outright.
-    ("医保结算失败", "P1", False, "医保"),
-    ("PACS 全部宕机", "P1", False, "PACS"),
-    ("全院网络中断", "P1", False, "network"),
-    ("3楼病区网络断了", "P2", False, "network"),
-    # One printer: one device, can wait a little.
-    ("门诊3号窗口打印机卡纸", "P4", False, "terminal"),
-    # A printer at a billing window: at least P2 (hard override).
-    ("收费窗口打印机卡纸", "P2", False, "terminal"),
-    # One ICU terminal: at least P2.
-    ("ICU 护士站一台电脑蓝屏", "P2", False, "terminal"),
-    ("ICU 一台电脑键盘坏了", "P2", False, "terminal"),
-    # Security: P1 by the separate route.
-    ("财务科电脑中了勒索病毒", "P1", False, "security"),
-    # Explicitly not urgent.
-    ("不急，帮忙申请一个打印机驱动", "P4", False, "terminal"),
-    # Nothing recognised: the defaults (I3, U2) give P3.
-    ("电脑有点问题", "P3", False, None),
-])
-def test_reports_get_the_priority_a_duty_engineer_would_give(rules, text, priority, major,
-                                                             system):
+@pytest.mark.parametrize(
+    ("text", "priority", "major", "system"),
+    [
+        # Outpatient HIS down: P1 and a major incident (hard override).
+        ("HIS 收费系统无法登录", "P1", True, "HIS"),
+        ("门诊挂号全部卡死了", "P1", True, "HIS"),
+        ("HIS is down in the whole outpatient hall", "P1", True, "HIS"),
+        # A core system named without an outage word: reach unknown (I2); intermittent (U3).
+        ("LIS 检验报告偶尔打印慢", "P3", False, "LIS"),
+        ("PACS 影像调不出来", "P2", False, "PACS"),
+        # A core system failing outright.
+        ("医保结算失败", "P1", False, "医保"),
+        ("PACS 全部宕机", "P1", False, "PACS"),
+        ("全院网络中断", "P1", False, "network"),
+        ("3楼病区网络断了", "P2", False, "network"),
+        # One printer: one device, can wait a little.
+        ("门诊3号窗口打印机卡纸", "P4", False, "terminal"),
+        # A printer at a billing window: at least P2 (hard override).
+        ("收费窗口打印机卡纸", "P2", False, "terminal"),
+        # One ICU terminal: at least P2.
+        ("ICU 护士站一台电脑蓝屏", "P2", False, "terminal"),
+        ("ICU 一台电脑键盘坏了", "P2", False, "terminal"),
+        # Security: P1 by the separate route.
+        ("财务科电脑中了勒索病毒", "P1", False, "security"),
+        # Explicitly not urgent.
+        ("不急，帮忙申请一个打印机驱动", "P4", False, "terminal"),
+        # Nothing recognised: the defaults (I3, U2) give P3.
+        ("电脑有点问题", "P3", False, None),
+    ],
+)
+def test_reports_get_the_priority_a_duty_engineer_would_give(rules, text, priority, major, system):
     found = rules.assess(text)
 
     assert (found.priority, found.major, found.system) == (priority, major, system)
@@ -78,11 +80,15 @@ def test_chinese_keywords_match_inside_words():
 
 
 def test_first_rule_decides_impact_and_every_floor_applies():
-    section = PrioritySection(default_impact="I3", default_urgency="U2", rules=[
-        PriorityRule(name="a", keywords=["alpha"], impact="I4"),
-        PriorityRule(name="b", keywords=["alpha"], impact="I1", min_priority="P3"),
-        PriorityRule(name="c", keywords=["beta"], min_priority="P2"),
-    ])
+    section = PrioritySection(
+        default_impact="I3",
+        default_urgency="U2",
+        rules=[
+            PriorityRule(name="a", keywords=["alpha"], impact="I4"),
+            PriorityRule(name="b", keywords=["alpha"], impact="I1", min_priority="P3"),
+            PriorityRule(name="c", keywords=["beta"], min_priority="P2"),
+        ],
+    )
     rules = PriorityRules(section)
 
     assert rules.assess("alpha").priority == "P3"  # I4/U2 = P4, raised to the P3 floor
@@ -91,9 +97,13 @@ def test_first_rule_decides_impact_and_every_floor_applies():
 
 
 def test_also_keywords_are_required_when_given():
-    section = PrioritySection(default_impact="I3", default_urgency="U2", rules=[
-        PriorityRule(name="down", keywords=["HIS"], also_keywords=["down"], major=True),
-    ])
+    section = PrioritySection(
+        default_impact="I3",
+        default_urgency="U2",
+        rules=[
+            PriorityRule(name="down", keywords=["HIS"], also_keywords=["down"], major=True),
+        ],
+    )
     rules = PriorityRules(section)
 
     assert rules.assess("HIS down").major is True

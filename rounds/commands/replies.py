@@ -21,14 +21,16 @@ def filed_reply(ctx: Context, filed: incidents.Filed) -> Reply:
             title=incident.title,
         )
     ]
-    if filed.duty and filed.duty != ctx.person.name:
+    if filed.duty is None:
+        lines.append(ctx.t("incident.filed_no_duty", minutes=f"{minutes:g}"))
+    elif filed.duty == ctx.person.name:
+        lines.append(ctx.t("incident.filed_you_on_duty", minutes=f"{minutes:g}"))
+    else:
         lines.append(
             ctx.t(
                 "incident.filed_duty", who=ctx.env.people.label(filed.duty), minutes=f"{minutes:g}"
             )
         )
-    else:
-        lines.append(ctx.t("incident.filed_no_duty", minutes=f"{minutes:g}"))
     if incident.major:
         lines.append(ctx.t("incident.filed_major"))
     elif incident.priority == "P1":

@@ -467,7 +467,7 @@ def reopen(
     )
     target = incident.assignee or env.rota.on_duty(now)
     if target is not None and target != actor.name:
-        page(session, env, incident, target)
+        page(session, env, incident, target, reopened_by=actor.name, why=why)
     return incident
 
 
@@ -587,6 +587,7 @@ def _p1_notice(env: Env, incident: Incident) -> Reply:
             ref=incident.ref,
             title=incident.title,
             reporter=env.people.label(incident.reporter),
+            duty=env.people.label(env.rota.on_duty(env.now())),
         ),
         buttons=[Button(env.words.t("button.ack"), f"ack {incident.ref}", "primary")],
     )

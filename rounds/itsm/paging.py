@@ -20,6 +20,8 @@ def page(
     *,
     assigned_by: str | None = None,
     escalated: bool = False,
+    reopened_by: str | None = None,
+    why: str = "",
 ) -> None:
     """Message ``name`` about ``incident``; a bare ``ack`` from them will then find it."""
     w = env.words
@@ -31,6 +33,10 @@ def page(
     }
     if assigned_by:
         text = w.t("incident.page.assigned", who=env.people.label(assigned_by), **params)
+    elif reopened_by:
+        text = w.t(
+            "incident.page.reopened", who=env.people.label(reopened_by), why=why or "—", **params
+        )
     elif escalated:
         minutes = f"{env.config.escalation.ack_minutes[incident.priority]:g}"
         text = w.t("incident.page.escalated", minutes=minutes, **params)

@@ -1,0 +1,1 @@
+"""Benchmarks; not part of .ci/run. See BENCHMARKS.md."""
