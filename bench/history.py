@@ -23,10 +23,7 @@ from sqlalchemy import Engine, Table, func, select, text
 
 from rounds.db.models import AuditEntry, Incident, IncidentPage, MessageRef, OutboxMessage
 from rounds.i18n import messages
-from rounds.itsm import incidents
 from rounds.itsm.context import Env
-from rounds.itsm.escalation import SYSTEM_ACTOR
-from rounds.itsm.paging import MARKS
 from rounds.reply import Button, Reply
 
 # Reports as people type them, each with what the engineer wrote when resolving it.
@@ -50,6 +47,13 @@ ASSIGNEES = ("eng.wang", "eng.zhao", "vendor.sun")
 ASSIGNEE_WEIGHTS = (45, 45, 10)
 LEAD = "eng.wang"  # who hands incidents to the vendor
 
+# The stored values and keys the bot's own rows use. The messages are rendered here from
+# the catalogue rather than by the domain's builders, so that the history does not break
+# when those move; it needs realistic rows, not the exact sentences of today.
+OPEN, ACKNOWLEDGED, RESOLVED, CLOSED = "open", "acknowledged", "resolved", "closed"
+SYSTEM_ACTOR = "rounds"
+MARKS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
+
 YEAR = timedelta(days=365)
 AUTO_CLOSE = timedelta(hours=72)
 ACTIVE = 300  # incidents still open or acknowledged, at most a tenth of the history
@@ -62,6 +66,10 @@ TABLES: tuple[Table, ...] = (
     IncidentPage.__table__,
     MessageRef.__table__,
 )
+
+
+def card_key(incident: Incident) -> str:
+    return f"incident:{incident.id}"
 
 
 @dataclass
@@ -139,7 +147,7 @@ class History:
             id=self._next(Incident.__table__),
             title=report_text,
             description=report_text,
-            status=incidents.OPEN,
+            status=OPEN,
             priority=assessment.priority,
             impact=assessment.impact,
             urgency=assessment.urgency,
@@ -192,13 +200,13 @@ class History:
         env, at = self.env, incident.created_at
         detail = f"{incident.priority} {incident.impact}/{incident.urgency}"
         self._audit(at, incident.reporter, "report", incident, detail)
-        card_id = self._post(at, "#ops", incidents.card(env, incident), ref=incident)
+        card_id = self._post(at, "#ops", self._card(incident), ref=incident)
         self.rows.add(
             MessageRef.__table__,
             id=self._next(MessageRef.__table__),
             platform="console",
             address="#ops",
-            ref_key=incidents.card_key(incident),
+            ref_key=card_key(incident),
             message_id=f"c{card_id}",
             at=at,
         )
@@ -224,7 +232,7 @@ class History:
 
     def _acknowledged(self, incident: Incident, at: datetime, actor: str) -> None:
         label = self.env.people.label
-        incident.status = incidents.ACKNOWLEDGED
+        incident.status = ACKNOWLEDGED
         incident.acknowledged_by = incident.assignee = actor
         incident.acknowledged_at = at
         incident.escalate_at = None
@@ -246,7 +254,7 @@ class History:
 
     def _resolved(self, incident: Incident, at: datetime, actor: str, fix: str) -> None:
         label = self.env.people.label
-        incident.status = incidents.RESOLVED
+        incident.status = RESOLVED
         incident.resolved_at = at
         incident.resolution = fix
         self._audit(at, actor, "resolve", incident, fix)
@@ -268,7 +276,7 @@ class History:
             self._post(at, f"@{incident.reporter}", Reply(text, buttons=buttons))
 
     def _closed(self, incident: Incident, at: datetime, actor: str) -> None:
-        incident.status = incidents.CLOSED
+        incident.status = CLOSED
         incident.closed_at = at
         if actor == SYSTEM_ACTOR:
             self._audit(at, actor, "close", incident, "auto after 72 h", via="scheduler")
@@ -301,9 +309,38 @@ class History:
 
     # --- rows --------------------------------------------------------------------------
 
+    def _card(self, incident: Incident) -> Reply:
+        """The incident's card in the ops channel, in its current state."""
+        t, label = self._t, self.env.people.label
+        title = t(
+            "incident.card",
+            mark=MARKS[incident.priority],
+            priority=incident.priority,
+            ref=incident.ref,
+            title=incident.title,
+            major=t("incident.major_tag") if incident.major else "",
+        )
+        fields = [
+            (t("field.status"), t(f"status.{incident.status}")),
+            (t("field.reporter"), label(incident.reporter)),
+            (t("field.assignee"), label(incident.assignee)),
+            (t("field.system"), incident.system or "—"),
+            (t("field.reported_at"), self.env.local(incident.created_at)),
+        ]
+        if incident.resolution:
+            fields.append((t("field.resolution"), incident.resolution))
+        ref = incident.ref
+        buttons = {
+            OPEN: [Button(t("button.ack"), f"ack {ref}", "primary")],
+            ACKNOWLEDGED: [Button(t("button.resolve"), f"resolve {ref}", "primary")],
+            RESOLVED: [Button(t("button.close"), f"close {ref}")],
+        }.get(incident.status, [])
+        footer = t("incident.footer", impact=incident.impact, urgency=incident.urgency)
+        return Reply(title, fields=fields, buttons=buttons, footer=footer)
+
     def _changed(self, incident: Incident, at: datetime, line: str) -> None:
-        """The card edited in place and a line in its thread, as ``incidents._changed``."""
-        self._post(at, "#ops", incidents.card(self.env, incident), ref=incident, op="edit")
+        """The card edited in place and a line in its thread, as the bot does on a change."""
+        self._post(at, "#ops", self._card(incident), ref=incident, op="edit")
         self._post(at, "#ops", Reply(f"{incident.ref} · {line}"), thread=incident)
 
     def _audit(
@@ -346,8 +383,8 @@ class History:
             platform="console",
             address=address,
             op=op,
-            ref_key=incidents.card_key(ref) if ref is not None else None,
-            thread_key=incidents.card_key(thread) if thread is not None else None,
+            ref_key=card_key(ref) if ref is not None else None,
+            thread_key=card_key(thread) if thread is not None else None,
             payload=message.to_dict(),
             status="sent",
             attempts=1,

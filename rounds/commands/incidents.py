@@ -6,8 +6,9 @@ from __future__ import annotations
 from rounds.commands import Context, command, forms, require, split_first
 from rounds.commands.replies import filed_reply
 from rounds.db.models import Incident
-from rounds.itsm import incidents
+from rounds.itsm import cards, incidents
 from rounds.itsm.access import Action
+from rounds.itsm.paging import MARKS
 from rounds.reply import Reply
 
 
@@ -21,7 +22,7 @@ def _line(ctx: Context, incident: Incident) -> str:
     who = people.label(incident.assignee) if incident.assignee else ctx.t("incident.unassigned")
     return ctx.t(
         "incident.list_line",
-        mark=incidents.MARKS[incident.priority],
+        mark=MARKS[incident.priority],
         priority=incident.priority,
         ref=incident.ref,
         status=ctx.t(f"status.{incident.status}"),
@@ -73,7 +74,7 @@ def show(ctx: Context) -> list[Reply]:
                 detail=detail,
             )
         )
-    return [incidents.card(ctx.env, incident), Reply("\n".join(lines))]
+    return [cards.card(ctx.env, incident), Reply("\n".join(lines))]
 
 
 @command("ack", action=Action.ACK, write=True)

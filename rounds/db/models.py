@@ -32,6 +32,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# Incident statuses (DESIGN.md): open -> acknowledged -> resolved -> closed.
+OPEN = "open"
+ACKNOWLEDGED = "acknowledged"
+RESOLVED = "resolved"
+CLOSED = "closed"
+
+
 class Incident(Base):
     """A fault reported by a person or raised by monitoring (事件/故障)."""
 

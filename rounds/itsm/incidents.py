@@ -14,22 +14,26 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from rounds.db.models import AuditEntry, Incident, IncidentPage
-from rounds.itsm import audit, notify
+from rounds.db.models import (
+    ACKNOWLEDGED,
+    CLOSED,
+    OPEN,
+    RESOLVED,
+    AuditEntry,
+    Incident,
+    IncidentPage,
+)
+from rounds.itsm import audit, cards, notify
 from rounds.itsm.access import Action, allowed, can_be_assigned, sees_all_incidents
 from rounds.itsm.context import Env
 from rounds.itsm.errors import Conflict, Denied, Invalid, NotFound
 from rounds.itsm.escalation import SYSTEM_ACTOR, ack_window, start_clock, stop_clock
-from rounds.itsm.paging import MARKS, page
+from rounds.itsm.paging import page
 from rounds.itsm.people import Person
 from rounds.itsm.priority import PRIORITIES
 from rounds.reply import Button, Reply
 from rounds.text import first_line, truncate
 
-OPEN = "open"
-ACKNOWLEDGED = "acknowledged"
-RESOLVED = "resolved"
-CLOSED = "closed"
 ACTIVE = (OPEN, ACKNOWLEDGED)
 SCOPES = ("open", "mine", "all")
 _REF = re.compile(r"^(?:inc-?)?(\d{1,9})$", re.IGNORECASE)
@@ -60,10 +64,6 @@ def parse_ref(token: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise Invalid("incident.bad_ref", token=token)
     return int(match.group(1))
-
-
-def card_key(incident: Incident) -> str:
-    return f"incident:{incident.id}"
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -147,24 +147,28 @@ def report(
     session.add(incident)
     session.flush()
     detail = f"{incident.priority} {incident.impact}/{incident.urgency}"
-    audit.record(
+    _record(
         session,
-        at=now,
-        actor=reporter.name,
-        action="report",
-        record=incident.ref,
-        via=via,
+        env,
+        reporter.name,
+        "report",
+        incident,
+        via,
         detail=detail + (" major" if incident.major else ""),
     )
 
     notify.notify(
-        session, env, notify.channel("ops"), card(env, incident), ref_key=card_key(incident)
+        session,
+        env,
+        notify.channel("ops"),
+        cards.card(env, incident),
+        ref_key=cards.card_key(incident),
     )
     duty = env.rota.on_duty(now)
     if duty is not None and duty != reporter.name:
         page(session, env, incident, duty)
     if incident.priority == "P1":
-        notify.notify(session, env, notify.channel("managers"), _p1_notice(env, incident))
+        notify.notify(session, env, notify.channel("managers"), cards.p1_notice(env, incident))
     return Filed(incident, duty, cut)
 
 
@@ -211,28 +215,15 @@ def acknowledge(
     incident.acknowledged_at = now
     incident.assignee = actor.name
     stop_clock(incident)
-    audit.record(session, at=now, actor=actor.name, action="ack", record=incident.ref, via=via)
+    _record(session, env, actor.name, "ack", incident, via)
 
-    _changed(
+    cards.changed(
         session,
         env,
         incident,
         env.words.t("incident.thread.acked", who=env.people.label(actor.name)),
     )
-    if incident.reporter != actor.name:
-        notify.notify(
-            session,
-            env,
-            notify.person(incident.reporter),
-            Reply(
-                env.words.t(
-                    "incident.reporter.acked",
-                    ref=incident.ref,
-                    title=incident.title,
-                    who=env.people.label(actor.name),
-                )
-            ),
-        )
+    cards.tell_reporter(session, env, incident, actor, "incident.reporter.acked")
     return incident
 
 
@@ -250,19 +241,18 @@ def assign(
     if incident.assignee == target.name:
         raise Invalid("incident.already_assigned", ref=incident.ref, who=target.label)
 
-    now = env.now()
     before = incident.assignee
     incident.assignee = target.name
-    audit.record(
+    _record(
         session,
-        at=now,
-        actor=actor.name,
-        action="assign",
-        record=incident.ref,
-        via=via,
+        env,
+        actor.name,
+        "assign",
+        incident,
+        via,
         detail=f"{before or '-'} -> {target.name}",
     )
-    _changed(
+    cards.changed(
         session,
         env,
         incident,
@@ -291,16 +281,8 @@ def set_priority(
     if incident.status == OPEN and incident.escalate_at is not None:
         # The next step falls due one window of the new priority from now.
         incident.escalate_at = now + ack_window(env, priority)
-    audit.record(
-        session,
-        at=now,
-        actor=actor.name,
-        action="priority",
-        record=incident.ref,
-        via=via,
-        detail=f"{before} -> {priority}",
-    )
-    _changed(
+    _record(session, env, actor.name, "priority", incident, via, detail=f"{before} -> {priority}")
+    cards.changed(
         session,
         env,
         incident,
@@ -312,7 +294,7 @@ def set_priority(
         ),
     )
     if priority == "P1":
-        notify.notify(session, env, notify.channel("managers"), _p1_notice(env, incident))
+        notify.notify(session, env, notify.channel("managers"), cards.p1_notice(env, incident))
     return incident
 
 
@@ -328,15 +310,7 @@ def add_note(
         raise Invalid("incident.note_needed", ref=incident.ref)
     _require_not_closed(session, env, actor, "note", incident, via)
 
-    audit.record(
-        session,
-        at=env.now(),
-        actor=actor.name,
-        action="note",
-        record=incident.ref,
-        via=via,
-        detail=text,
-    )
+    _record(session, env, actor.name, "note", incident, via, detail=text)
     notify.notify(
         session,
         env,
@@ -349,7 +323,7 @@ def add_note(
                 text=text,
             )
         ),
-        thread_key=card_key(incident),
+        thread_key=cards.card_key(incident),
     )
     return incident
 
@@ -385,42 +359,26 @@ def resolve(
         incident.acknowledged_at = now
         incident.acknowledged_by = actor.name
     incident.assignee = incident.assignee or actor.name
-    audit.record(
-        session,
-        at=now,
-        actor=actor.name,
-        action="resolve",
-        record=incident.ref,
-        via=via,
-        detail=text,
-    )
+    _record(session, env, actor.name, "resolve", incident, via, detail=text)
 
-    _changed(
+    cards.changed(
         session,
         env,
         incident,
         env.words.t("incident.thread.resolved", who=env.people.label(actor.name), text=text),
     )
-    if incident.reporter != actor.name:
-        notify.notify(
-            session,
-            env,
-            notify.person(incident.reporter),
-            Reply(
-                env.words.t(
-                    "incident.reporter.resolved",
-                    ref=incident.ref,
-                    title=incident.title,
-                    who=env.people.label(actor.name),
-                    text=text,
-                )
-                + _auto_close_hint(env),
-                buttons=[
-                    Button(env.words.t("button.close"), f"close {incident.ref}", "primary"),
-                    Button(env.words.t("button.reopen"), f"reopen {incident.ref}"),
-                ],
-            ),
-        )
+    cards.tell_reporter(
+        session,
+        env,
+        incident,
+        actor,
+        "incident.reporter.resolved",
+        text=text + cards.auto_close_hint(env),
+        buttons=[
+            Button(env.words.t("button.close"), f"close {incident.ref}", "primary"),
+            Button(env.words.t("button.reopen"), f"reopen {incident.ref}"),
+        ],
+    )
     return incident
 
 
@@ -450,16 +408,8 @@ def reopen(
     incident.acknowledged_by = None
     start_clock(env, incident, now)
     why = why.strip()
-    audit.record(
-        session,
-        at=now,
-        actor=actor.name,
-        action="reopen",
-        record=incident.ref,
-        via=via,
-        detail=why or None,
-    )
-    _changed(
+    _record(session, env, actor.name, "reopen", incident, via, detail=why or None)
+    cards.changed(
         session,
         env,
         incident,
@@ -482,8 +432,8 @@ def close(session: Session, env: Env, actor: Person, incident_id: int, *, via: s
     now = env.now()
     incident.status = CLOSED
     incident.closed_at = now
-    audit.record(session, at=now, actor=actor.name, action="close", record=incident.ref, via=via)
-    _changed(
+    _record(session, env, actor.name, "close", incident, via)
+    cards.changed(
         session,
         env,
         incident,
@@ -506,16 +456,16 @@ def close_stale_resolved(session: Session, env: Env, hours: float) -> list[str]:
     for incident in session.scalars(query):
         incident.status = CLOSED
         incident.closed_at = now
-        audit.record(
+        _record(
             session,
-            at=now,
-            actor=SYSTEM_ACTOR,
-            action="close",
-            record=incident.ref,
-            via="scheduler",
+            env,
+            SYSTEM_ACTOR,
+            "close",
+            incident,
+            "scheduler",
             detail=f"auto after {hours:g} h",
         )
-        _changed(session, env, incident, env.words.t("incident.thread.auto_closed"))
+        cards.changed(session, env, incident, env.words.t("incident.thread.auto_closed"))
         notify.notify(
             session,
             env,
@@ -530,92 +480,6 @@ def close_stale_resolved(session: Session, env: Env, hours: float) -> list[str]:
     return closed
 
 
-# --- messages --------------------------------------------------------------------------
-
-
-def card(env: Env, incident: Incident) -> Reply:
-    """The incident's message in the ops channel, edited in place as its state changes."""
-    w = env.words
-    major = w.t("incident.major_tag") if incident.major else ""
-    text = w.t(
-        "incident.card",
-        mark=MARKS[incident.priority],
-        priority=incident.priority,
-        ref=incident.ref,
-        title=incident.title,
-        major=major,
-    )
-    fields = [
-        (w.t("field.status"), w.t(f"status.{incident.status}")),
-        (w.t("field.reporter"), env.people.label(incident.reporter)),
-        (w.t("field.assignee"), env.people.label(incident.assignee)),
-        (w.t("field.system"), incident.system or "—"),
-        (w.t("field.reported_at"), env.local(incident.created_at)),
-    ]
-    if incident.resolution and incident.status in (RESOLVED, CLOSED):
-        fields.append((w.t("field.resolution"), incident.resolution))
-    return Reply(
-        text,
-        fields=fields,
-        buttons=card_buttons(env, incident),
-        footer=w.t("incident.footer", impact=incident.impact, urgency=incident.urgency),
-    )
-
-
-def card_buttons(env: Env, incident: Incident) -> list[Button]:
-    w = env.words
-    ref = incident.ref
-    if incident.status == OPEN:
-        return [
-            Button(w.t("button.ack"), f"ack {ref}", "primary"),
-            Button(w.t("button.resolve"), f"resolve {ref}"),
-        ]
-    if incident.status == ACKNOWLEDGED:
-        return [Button(w.t("button.resolve"), f"resolve {ref}", "primary")]
-    if incident.status == RESOLVED:
-        return [
-            Button(w.t("button.close"), f"close {ref}"),
-            Button(w.t("button.reopen"), f"reopen {ref}"),
-        ]
-    return []
-
-
-def _p1_notice(env: Env, incident: Incident) -> Reply:
-    return Reply(
-        env.words.t(
-            "incident.managers_p1",
-            ref=incident.ref,
-            title=incident.title,
-            reporter=env.people.label(incident.reporter),
-            duty=env.people.label(env.rota.on_duty(env.now())),
-        ),
-        buttons=[Button(env.words.t("button.ack"), f"ack {incident.ref}", "primary")],
-    )
-
-
-def _auto_close_hint(env: Env) -> str:
-    hours = env.config.incidents.auto_close_hours
-    return (
-        "\n" + env.words.t("incident.reporter.auto_close_hint", hours=f"{hours:g}")
-        if hours
-        else ""
-    )
-
-
-def _changed(session: Session, env: Env, incident: Incident, line: str) -> None:
-    """Edit the card in place and say what changed in its thread."""
-    notify.update(
-        session, env, notify.channel("ops"), card(env, incident), ref_key=card_key(incident)
-    )
-    notify.notify(
-        session,
-        env,
-        notify.channel("ops"),
-        Reply(f"{incident.ref} · {line}"),
-        thread_key=card_key(incident),
-    )
-
-
 # --- guards ----------------------------------------------------------------------------
 
 
@@ -624,6 +488,30 @@ def _load(session: Session, incident_id: int, lock: bool = False) -> Incident:
     if incident is None:
         raise NotFound("incident.not_found", ref=f"INC-{incident_id}")
     return incident
+
+
+def _record(
+    session: Session,
+    env: Env,
+    actor: str,
+    action: str,
+    incident: Incident,
+    via: str,
+    *,
+    detail: str | None = None,
+    result: str = audit.OK,
+) -> None:
+    """Audit one action on ``incident`` at the clock's time."""
+    audit.record(
+        session,
+        at=env.now(),
+        actor=actor,
+        action=action,
+        record=incident.ref,
+        via=via,
+        result=result,
+        detail=detail,
+    )
 
 
 def _newest_paged(session: Session, name: str) -> int:
@@ -672,16 +560,7 @@ def _refuse(
     **params: str,
 ) -> None:
     """Record a refusal by state, then raise it; never returns."""
-    audit.record(
-        session,
-        at=env.now(),
-        actor=actor.name,
-        action=action,
-        record=incident.ref,
-        via=via,
-        result=audit.REFUSED,
-        detail=key,
-    )
+    _record(session, env, actor.name, action, incident, via, detail=key, result=audit.REFUSED)
     raise Conflict(key, ref=incident.ref, **params)
 
 

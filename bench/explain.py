@@ -1,0 +1,206 @@
+"""What each step of a benchmark cycle asks the database, and the plan of every query.
+
+Run it from the repository root, for one database and one history size::
+
+    PYTHONPATH=. .venv/bin/python bench/explain.py --database sqlite --history 100000
+    PYTHONPATH=. .venv/bin/python bench/explain.py --database postgresql --history 100000
+
+It builds the database as ``bench/commands.py`` does (fresh, migrated, a year of
+history), runs warm-up cycles, then records every statement one more cycle sends, step by
+step. For each step it prints how many statements and transactions it took; for each
+distinct SELECT and UPDATE, how long it takes on its own (median of repeated runs in a
+transaction that is rolled back) and its plan: ``EXPLAIN QUERY PLAN`` on SQLite,
+``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL.
+
+It ends with the dispatcher's claim query as ``Dispatcher.claim`` builds it, side by side
+with the rewrite suggested in BENCHMARKS.md (``status IN ('pending', 'sending')`` first,
+served by an index that starts with ``status``), the index created on this throwaway
+database only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, event, exists, select, text
+from sqlalchemy.orm import aliased
+
+from bench.commands import DATABASES, STEPS, Servers, Variant, build
+from rounds.bot.dispatcher import UNSENT
+from rounds.db.models import OutboxMessage
+
+REPEAT = 20
+SUGGESTED_INDEX = "bench_ix_outbox_unsent"
+
+
+def record_cycle(variant: Variant) -> dict[str, list[tuple[str, Any]]]:
+    """The statements (text, parameters) one cycle sends, by step, in order."""
+    by_step: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        by_step[variant.step].append((statement, parameters))
+
+    def begin(conn) -> None:
+        by_step[variant.step].append(("-- begin", None))
+
+    engine = variant.app.db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "begin", begin)
+    try:
+        variant.cycle(record=False)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "begin", begin)
+    return by_step
+
+
+def plan(conn: Connection, statement: str, parameters: Any) -> list[str]:
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        depth = {0: -1}
+        lines = []
+        for node, parent, _, detail in rows:
+            depth[node] = depth.get(parent, -1) + 1
+            lines.append("  " * depth[node] + detail)
+        return lines
+    explain = "EXPLAIN (ANALYZE, BUFFERS) " + statement
+    return [row[0] for row in conn.exec_driver_sql(explain, parameters)]
+
+
+def timed(conn: Connection, run) -> float:
+    """Median milliseconds of ``run(conn)`` over REPEAT runs."""
+    samples = []
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        run(conn)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def in_rollback(engine: Engine, work):
+    """Run ``work(conn)`` in a transaction that is rolled back, whatever it changed."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            return work(conn)
+        finally:
+            transaction.rollback()
+
+
+def short(statement: str, width: int = 150) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def explain_steps(variant: Variant, by_step: dict[str, list[tuple[str, Any]]]) -> None:
+    engine = variant.app.db.engine
+    for step in STEPS:
+        sent = by_step.get(step, [])
+        begins = sum(1 for s, _ in sent if s == "-- begin")
+        # Leave out the markers and SQLite's own BEGIN, which the engine sends on "begin".
+        statements = [(s, p) for s, p in sent if not s.upper().startswith(("-- BEGIN", "BEGIN"))]
+        print(f"\n=== {step}: {len(statements)} statements, {begins} transactions")
+        seen: set[str] = set()
+        for statement, parameters in statements:
+            kind = statement.lstrip().split(None, 1)[0].upper()
+            count = sum(1 for s, _ in statements if s == statement)
+            if kind not in ("SELECT", "UPDATE") or statement in seen:
+                continue
+            seen.add(statement)
+
+            def run(conn: Connection, statement=statement, parameters=parameters) -> None:
+                result = conn.exec_driver_sql(statement, parameters)
+                if result.returns_rows:
+                    result.fetchall()
+
+            ms = in_rollback(engine, lambda conn, run=run: timed(conn, run))
+            lines = in_rollback(engine, lambda conn, s=statement, p=parameters: plan(conn, s, p))
+            print(f"  {ms:8.3f} ms  x{count}  {short(statement)}")
+            for line in lines:
+                print(f"              {line}")
+
+
+def claim_query(now, platforms: list[str], batch: int, suggested: bool):
+    """The claim query of ``Dispatcher.claim``, line by line; ``suggested`` adds one term."""
+    earlier = aliased(OutboxMessage)
+    blocked = exists().where(
+        earlier.platform == OutboxMessage.platform,
+        earlier.address == OutboxMessage.address,
+        earlier.status.in_(UNSENT),
+        earlier.id < OutboxMessage.id,
+    )
+    due = and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now) | and_(
+        OutboxMessage.status == "sending", OutboxMessage.claimed_until < now
+    )
+    terms = [OutboxMessage.platform.in_(platforms), due, ~blocked]
+    if suggested:
+        terms.insert(0, OutboxMessage.status.in_(UNSENT))
+    return select(OutboxMessage.id).where(*terms).order_by(OutboxMessage.id).limit(batch)
+
+
+def compare_claim(variant: Variant) -> None:
+    engine = variant.app.db.engine
+    dispatcher = variant.app.dispatcher
+    now = variant.app.env.now()
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"CREATE INDEX {SUGGESTED_INDEX} ON outbox (status, platform, address, id)")
+        )
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE outbox"))
+    print("\n=== claim query: as Dispatcher.claim builds it, and the suggested rewrite")
+    for suggested in (False, True):
+        query = claim_query(now, list(dispatcher.senders), dispatcher.batch, suggested)
+        statement, parameters = in_rollback(engine, lambda conn, q=query: driver_sql(conn, q))
+        ms = in_rollback(engine, lambda conn, q=query: timed(conn, lambda c: c.execute(q).all()))
+        lines = in_rollback(engine, lambda conn, s=statement, p=parameters: plan(conn, s, p))
+        print(f"  {ms:8.3f} ms  {'suggested' if suggested else 'as written'}")
+        for line in lines:
+            print(f"              {line}")
+
+
+def driver_sql(conn: Connection, query) -> tuple[str, Any]:
+    """The statement and parameters ``query`` reaches the driver as."""
+    sent: list[tuple[str, Any]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(conn, "before_cursor_execute", before)
+    try:
+        conn.execute(query).all()
+    finally:
+        event.remove(conn, "before_cursor_execute", before)
+    return sent[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=DATABASES, default="sqlite")
+    parser.add_argument("--history", type=int, default=100_000)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    loop = asyncio.new_event_loop()
+    with ExitStack() as stack:
+        stack.callback(loop.close)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rounds-explain-")))
+        variant = build(args.database, args.history, Servers(workdir, stack), loop, stack)
+        print(f"{variant.name}: {variant.rows}")
+        for _ in range(args.warmup):
+            variant.cycle(record=False)
+        explain_steps(variant, record_cycle(variant))
+        compare_claim(variant)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
