@@ -77,10 +77,15 @@ def plan(conn: Connection, statement: str, parameters: Any) -> list[str]:
 
 def timed(conn: Connection, run) -> float:
     """Median milliseconds of ``run(conn)`` over REPEAT runs."""
+    return timed_calls(lambda: run(conn))
+
+
+def timed_calls(call) -> float:
+    """Median milliseconds of ``call()`` over REPEAT calls."""
     samples = []
     for _ in range(REPEAT):
         started = time.perf_counter()
-        run(conn)
+        call()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples) * 1000
 
@@ -156,6 +161,10 @@ def compare_claim(variant: Variant) -> None:
         )
         if engine.dialect.name == "postgresql":
             conn.execute(text("ANALYZE outbox"))
+    idle = timed_calls(dispatcher.claim)
+    print(f"\n=== Dispatcher.claim() with nothing due (an idle poll): {idle:.3f} ms")
+    if engine.dialect.name == "sqlite":
+        print("    (in a BEGIN IMMEDIATE transaction: the write lock is held all that time)")
     print("\n=== claim query: as Dispatcher.claim builds it, and the suggested rewrite")
     for suggested in (False, True):
         query = claim_query(now, list(dispatcher.senders), dispatcher.batch, suggested)

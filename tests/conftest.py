@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +17,9 @@ from rounds.bot.app import App
 from rounds.bot.console import Console
 from rounds.clock import FakeClock
 from rounds.config import Config, load_config
+from rounds.db import migrate
+from rounds.db.engine import Database
+from tests.pgcluster import Cluster, bin_dir
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # A Thursday morning in clinic hours. With the sample rota (start 2026-01-05, handover
@@ -23,17 +28,59 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 MORNING = datetime(2026, 12, 3, 10, 0, tzinfo=SHANGHAI)
 
 
-def write_config(path: Path, text: str = "", data_dir: Path | None = None) -> Path:
+# `make test` and CI set this, so that a PostgreSQL run cannot silently be skipped.
+REQUIRE_POSTGRES = os.environ.get("ROUNDS_REQUIRE_POSTGRES") == "1"
+TEMPLATE = "rounds_template"
+_databases = itertools.count(1)
+
+
+def write_config(
+    path: Path, text: str = "", data_dir: Path | None = None, database_url: str = ""
+) -> Path:
     """A configuration file whose data folder is inside the test's temporary folder."""
     data_dir = data_dir or path.parent / "data"
-    body = f'[rounds]\ndata_dir = "{data_dir.as_posix()}"\nlanguage = "en"\n' + text
+    body = (
+        f'[rounds]\ndata_dir = "{data_dir.as_posix()}"\nlanguage = "en"\n'
+        f'database_url = "{database_url}"\n' + text
+    )
     path.write_text(body, encoding="utf-8")
     return path
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster with a migrated template database to clone."""
+    if bin_dir() is None:
+        message = "PostgreSQL server binaries are not installed (apt-get install postgresql)"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    cluster = Cluster().start()
+    try:
+        template = Database(cluster.create_database(TEMPLATE))
+        migrate.upgrade(template.engine)
+        template.dispose()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every database test runs on SQLite and on PostgreSQL, each on a fresh database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{(tmp_path / 'data' / 'rounds.db').as_posix()}"
+        return
+    cluster: Cluster = request.getfixturevalue("postgres")
+    name = f"t{next(_databases)}"
+    url = cluster.create_database(name, template=TEMPLATE)
+    yield url
+    cluster.drop_database(name)
+
+
 @pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    return write_config(tmp_path / "rounds.toml")
+def config_file(tmp_path: Path, database_url: str) -> Path:
+    return write_config(tmp_path / "rounds.toml", database_url=database_url)
 
 
 @pytest.fixture

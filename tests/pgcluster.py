@@ -22,7 +22,11 @@ import psycopg
 
 
 def bin_dir() -> Path | None:
-    """The newest installed PostgreSQL bin folder with initdb and postgres, or None."""
+    """$ROUNDS_PG_BIN, else the newest installed PostgreSQL bin folder; None if there is none."""
+    chosen = os.environ.get("ROUNDS_PG_BIN")
+    if chosen:
+        path = Path(chosen)
+        return path if (path / "initdb").exists() and (path / "postgres").exists() else None
     found = []
     for path in Path("/usr/lib/postgresql").glob("*/bin"):
         if (path / "initdb").exists() and (path / "postgres").exists():

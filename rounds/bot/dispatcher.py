@@ -116,6 +116,9 @@ class Dispatcher:
             .where(OutboxMessage.platform.in_(platforms), self._due(now), ~blocked)
             .order_by(OutboxMessage.id)
             .limit(self.batch)
+            # PostgreSQL: replicas skip each other's candidates instead of waiting on them.
+            # The conditional UPDATE below is what makes a claim exclusive, on SQLite too.
+            .with_for_update(skip_locked=True)
         )
         claimed: list[Outgoing] = []
         with self.db.session() as session:
