@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import re
@@ -17,6 +18,8 @@ from rounds import __version__
 from rounds.config import Config, ConfigError, load_config
 
 log = logging.getLogger("rounds")
+# The commands import the bot's modules inside their functions, so that `rounds --help`
+# and `rounds check-config` answer without loading the web server and the scheduler.
 EXIT_CONFIG = 2
 
 
@@ -118,6 +121,15 @@ def cmd_run(config: Config) -> int:
     console_in = sys.stdin if stdin_is_terminal() else None
     try:
         asyncio.run(app.serve(console_in, sys.stdout))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        print(
+            f"rounds: cannot listen on {config.http.listen} ({exc.strerror}); "
+            "choose another with [http] listen or ROUNDS_HTTP_LISTEN",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         app.close()
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -441,3 +442,17 @@ def test_two_db_upgrades_started_together_both_succeed_with_one_schema(tmp_path,
     upgraded = [out for _, out, _ in results if "(upgraded)" in out]
     assert len(upgraded) == 1, [out for _, out, _ in results]
     assert schema_versions(tmp_path) == [head_revision()]
+
+
+def test_run_on_a_port_already_in_use_says_so_and_exits_1(tmp_path, cfg):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(ROUNDS_HTTP_LISTEN=f"127.0.0.1:{port}")
+
+        result = rounds(tmp_path, "--config", cfg, "run", env=env)
+
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
