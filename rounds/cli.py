@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from rounds import __version__
-from rounds.config import Config, ConfigError, load_config
+from rounds.config import PERSON_NAME, Config, ConfigError, load_config
 
 log = logging.getLogger("rounds")
 # The commands import the bot's modules inside their functions, so that `rounds --help`
@@ -96,7 +96,10 @@ def parse_since(value: str, config: Config, now: datetime) -> datetime:
     age = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", value)
     if age:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[age.group(2)]
-        return now - timedelta(**{unit: int(age.group(1))})
+        try:
+            return now - timedelta(**{unit: int(age.group(1))})
+        except OverflowError:
+            raise ValueError(f"--since {value!r} reaches back before year 1") from None
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -137,6 +140,10 @@ def cmd_run(config: Config) -> int:
 
 def cmd_chat(config: Config, person: str) -> int:
     from rounds.bot.app import App
+
+    if not PERSON_NAME.fullmatch(person):
+        print(f"rounds: {person!r} is not a person name (such as eng.wang)", file=sys.stderr)
+        return EXIT_CONFIG
 
     _setup_logging(config, quiet=True)
     app = App(config)

@@ -186,8 +186,8 @@ class PriorityRule(_Section):
     urgency: Urgency | None = None
     min_priority: Priority | None = None
     major: bool = False
-    system: str | None = None
-    location: str | None = None
+    system: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    location: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @field_validator("keywords")
     @classmethod
@@ -212,7 +212,7 @@ class Config(_Section):
     escalation: EscalationSection
     incidents: IncidentsSection
     forms: FormsSection
-    systems: list[SystemEntry]
+    systems: Annotated[list[SystemEntry], Field(min_length=1)]
     privacy: PrivacySection
     priority: PrioritySection
 
@@ -301,22 +301,19 @@ def _describe(loc: tuple, origin: dict[tuple, str], source: str, message: str) -
         ]
         return f"environment variable {named[0]}" if named else where
     section, rest = parts[0], parts[1:]
-    if section == "people" and rest and rest[0].isdigit():
-        key = f"[[people]] entry {int(rest[0]) + 1}" + (
-            f" {'.'.join(rest[1:])}" if rest[1:] else ""
-        )
-    elif section == "privacy" and rest[:1] == ["patterns"] and len(rest) > 1:
-        key = f"[privacy] patterns entry {int(rest[1]) + 1}" + (
-            f" {'.'.join(rest[2:])}" if rest[2:] else ""
-        )
-    elif section == "systems" and rest and rest[0].isdigit():
-        key = f"[[systems]] entry {int(rest[0]) + 1}" + (
-            f" {'.'.join(rest[1:])}" if rest[1:] else ""
-        )
-    elif section == "priority" and rest[:1] == ["rules"] and len(rest) > 1:
-        key = f"[[priority.rules]] entry {int(rest[1]) + 1}" + (
-            f" {'.'.join(rest[2:])}" if rest[2:] else ""
-        )
+    # Arrays of tables are named by their entry, counted from 1 as people count.
+    arrays = {
+        ("people",): "[[people]]",
+        ("systems",): "[[systems]]",
+        ("privacy", "patterns"): "[privacy] patterns",
+        ("priority", "rules"): "[[priority.rules]]",
+    }
+    for prefix, label in arrays.items():
+        n = len(prefix) - 1
+        if (section, *rest[:n]) == prefix and len(rest) > n and rest[n].isdigit():
+            more = rest[n + 1 :]
+            key = f"{label} entry {int(rest[n]) + 1}" + (f" {'.'.join(more)}" if more else "")
+            break
     else:
         key = f"[{section}]" + (f" {'.'.join(rest)}" if rest else "")
     return f"{where}: {key}"

@@ -11,14 +11,19 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# C0 controls except tab and newline, DEL, C1 controls, and the bidirectional overrides,
-# embeddings and isolates that can make text read differently from what it contains.
+# C0 controls except tab and newline, DEL, C1 controls, the bidirectional overrides,
+# embeddings and isolates that can make text read differently from what it contains, and
+# the invisible characters (zero-width spaces and joiners, soft hyphen, word joiner) that
+# text pasted from web pages and documents carries and that would hide a number's digits.
 _CONTROL = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff]"
 )
-# 18-character resident ID (GB 11643; check digit may be X) and the older 15-digit form.
-# Chinese characters count as word characters, so digits are fenced with digit lookarounds.
-_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+# 18-character resident ID (GB 11643; check digit may be X), also written in groups
+# (110101 19900307 1234), and the older 15-digit form. Chinese characters count as word
+# characters, so digits are fenced with digit lookarounds; a letter before the number
+# ("ID110101...") does not protect it.
+_RESIDENT_ID = re.compile(r"(?<!\d)(?:\d{6}[- ]?\d{4}[- ]?\d{4}[- ]?\d{3}[\dXx]|\d{15})(?!\d)")
 # Mainland mobile numbers, optionally written 138-1234-5678 or 138 1234 5678, with +86.
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
 

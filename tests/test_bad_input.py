@@ -268,6 +268,12 @@ def assert_nothing_identifying(text: str) -> None:
         assert secret not in text, secret
 
 
+def logged_text(caplog: pytest.LogCaptureFixture) -> str:
+    """Every log record as a handler would write it, tracebacks included."""
+    formatter = logging.Formatter("%(message)s")
+    return "\n".join(formatter.format(r) for r in caplog.records)
+
+
 def test_patient_identifiers_in_a_report_are_masked_everywhere(harness, app, caplog):
     caplog.set_level(logging.DEBUG)
 
@@ -286,7 +292,7 @@ def test_patient_identifiers_in_a_report_are_masked_everywhere(harness, app, cap
     assert payloads and all("[masked]" in p for p in payloads)
     assert_nothing_identifying("\n".join(payloads))
     assert caplog.records
-    assert_nothing_identifying("\n".join(r.getMessage() for r in caplog.records))
+    assert_nothing_identifying(logged_text(caplog))
 
 
 def test_patient_identifiers_in_notes_and_resolutions_are_masked_everywhere(
@@ -312,7 +318,7 @@ def test_patient_identifiers_in_notes_and_resolutions_are_masked_everywhere(
         fixed,
         "\n".join(details),
         "\n".join(outbox_payloads(app)),
-        "\n".join(r.getMessage() for r in caplog.records),
+        logged_text(caplog),
     ):
         assert_nothing_identifying(text)
     assert any("通知了[masked]" in p for p in outbox_payloads(app))
@@ -338,12 +344,22 @@ def test_resolving_a_resolved_incident_is_refused(resolved, app):
     assert_refused(app, before, "eng.wang", "resolve")
 
 
-def test_closing_an_open_incident_asks_to_resolve_it_first(reported, app):
+def test_an_engineer_closing_an_open_incident_is_asked_to_resolve_it_first(reported, app):
+    before = snapshot(app)
+
+    shown = reported.say("eng.wang", "close INC-1")
+
+    assert "INC-1 is not resolved yet; resolve it before closing" in shown
+    assert_refused(app, before, "eng.wang", "close")
+
+
+def test_the_reporter_closing_an_open_incident_is_told_to_wait_for_the_fix(reported, app):
     before = snapshot(app)
 
     shown = reported.say("nurse.li", "close INC-1")
 
-    assert "INC-1 is not resolved yet; resolve it before closing" in shown
+    assert "INC-1 is not resolved yet; you will be told when it is" in shown
+    assert "resolve INC-1" not in shown
     assert_refused(app, before, "nurse.li", "close")
 
 
@@ -428,3 +444,18 @@ def test_an_unexpected_error_shows_an_apology_with_a_token_never_a_traceback(
     assert logged[0].exc_info is not None and logged[0].exc_info[0] is RuntimeError
     assert "Traceback" in logging.Formatter().format(logged[0])
     assert snapshot(app) == before  # the half-done change was rolled back
+
+
+def test_a_database_error_never_writes_incident_text_to_the_log(harness, app, caplog):
+    """An error while storing a report is logged with its traceback, without its words."""
+    caplog.set_level(logging.DEBUG)
+    words = "病人张三在收费窗口等着 secret-words"
+    with app.db.engine.begin() as conn:  # every insert into incidents now fails
+        conn.exec_driver_sql("ALTER TABLE incidents RENAME TO incidents_away")
+
+    shown = harness.say("nurse.li", f"report {words}")
+
+    assert "Sorry, something went wrong" in shown
+    assert any(r.exc_info for r in caplog.records)
+    assert "secret-words" not in logged_text(caplog)
+    assert "张三" not in logged_text(caplog)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import datetime
 
 from sqlalchemy import select, text
 
 from rounds.bot.app import App
-from rounds.bot.scheduler import JOB_DEFAULTS, JOB_TABLE, build_scheduler
+from rounds.bot.scheduler import JOB_TABLE, build_scheduler
 from rounds.config import load_config
 from rounds.db.models import AuditEntry, Incident
 from rounds.handlers import jobs
-from tests.conftest import Harness, write_config
+from tests.conftest import SHANGHAI, Harness, write_config
 
 HIS_DOWN = "report HIS 收费系统无法登录"  # P1: acknowledge within 5 minutes
 
@@ -53,8 +54,8 @@ def test_unacknowledged_p1_escalates_to_the_next_engineer_then_the_managers(harn
     clock.advance(hours=2)
     assert run_job(app, harness) == ""
     assert escalations(app) == [
-        ("INC-1", "step 1 -> eng.zhao"),
-        ("INC-1", "step 2 -> channel:managers"),
+        ("INC-1", "step=1 target=eng.zhao"),
+        ("INC-1", "step=2 target=channel:managers"),
     ]
 
 
@@ -88,8 +89,9 @@ def test_reopening_starts_escalation_again(harness, app, clock):
     clock.advance(minutes=4)
     assert run_job(app, harness) == ""
     clock.advance(minutes=2)
-    assert "[@eng.zhao] ⏫" in run_job(app, harness)
-    assert [d for _, d in escalations(app)] == ["step 1 -> eng.zhao", "step 1 -> eng.zhao"]
+    # eng.zhao took it and was paged again on the reopen; the duty engineer hears next.
+    assert "[@eng.wang] ⏫" in run_job(app, harness)
+    assert [d for _, d in escalations(app)] == ["step=1 target=eng.zhao", "step=1 target=eng.wang"]
 
 
 def test_fractions_of_a_minute_are_honoured(tmp_path, clock):
@@ -163,22 +165,26 @@ def test_a_resolved_incident_closes_itself_unless_reopened(harness, app, clock):
     shown = harness.say("nurse.li", "incident INC-1")
 
     assert "Status: closed" in shown
-    assert "rounds close · auto after 72 h" in shown
+    assert "rounds close · closed automatically 72 hours after it was resolved" in shown
     with app.db.session(write=False) as s:
         assert s.get(Incident, 2).status == "open"
 
 
-def test_jobs_are_stored_once_with_stable_ids(app):
-    async def start_twice() -> list[str]:
+def test_jobs_are_stored_once_with_stable_ids_coalesced_and_never_overlapping(app):
+    async def start_twice() -> list:
         for _ in range(2):  # a restart adds the same jobs again
             scheduler = build_scheduler(app.db, app.config)
             scheduler.start(paused=True)
+            jobs_seen = scheduler.get_jobs()
             scheduler.shutdown(wait=False)
         with app.db.engine.connect() as conn:
-            return sorted(conn.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
+            stored = sorted(conn.execute(text(f"SELECT id FROM {JOB_TABLE}")).scalars())
+        return stored, jobs_seen
 
-    assert asyncio.run(start_twice()) == ["close-resolved-incidents", "escalate-incidents"]
-    assert JOB_DEFAULTS == {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
+    stored, seen = asyncio.run(start_twice())
+
+    assert stored == ["close-resolved-incidents", "escalate-incidents", "expire-abandoned-forms"]
+    assert {(j.coalesce, j.misfire_grace_time, j.max_instances) for j in seen} == {(True, None, 1)}
 
 
 def test_the_running_bot_escalates_on_its_own(tmp_path, clock):
@@ -209,7 +215,47 @@ def test_the_running_bot_escalates_on_its_own(tmp_path, clock):
 
     try:
         asyncio.run(serve_until_escalated())
-        assert escalations(app) == [("INC-1", "step 1 -> eng.zhao")]
+        assert escalations(app) == [("INC-1", "step=1 target=eng.zhao")]
     finally:
         h.close()
         app.close()
+
+
+def test_after_a_handover_the_new_duty_engineer_is_paged(harness, app, clock):
+    clock.set(datetime(2026, 12, 4, 7, 57, tzinfo=SHANGHAI))  # eng.wang's last minutes
+    harness.say("nurse.li", HIS_DOWN)
+
+    clock.advance(minutes=6)  # 08:03: eng.zhao took over at 08:00
+    shown = run_job(app, harness)
+
+    assert "[@eng.zhao] ⏫" in shown
+    assert "[@eng.wang]" not in shown
+
+
+def test_nobody_left_to_page_goes_to_the_managers_once(tmp_path, clock):
+    config = load_config(
+        write_config(tmp_path / "r.toml", '[oncall]\nrotation = ["eng.wang"]\n'), environ={}
+    )
+    app = App(config, clock=clock)
+    app.upgrade()
+    h = Harness(app)
+    try:
+        h.say("nurse.li", HIS_DOWN)
+        clock.advance(minutes=6)
+        assert "[#managers] ⏫ INC-1 (P1)" in run_job(app, h)
+        clock.advance(hours=1)
+        assert run_job(app, h) == ""
+        assert escalations(app) == [("INC-1", "step=1 target=channel:managers")]
+    finally:
+        h.close()
+        app.close()
+
+
+def test_the_reporter_and_the_assignee_are_never_the_escalation_target(harness, app, clock):
+    harness.say("eng.zhao", "report HIS 收费系统无法登录")  # eng.wang on duty is paged
+    clock.advance(minutes=6)
+
+    shown = run_job(app, harness)
+
+    assert "[@eng.zhao]" not in shown
+    assert "[#managers] ⏫" in shown

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from sqlalchemy import func, select
 
 from rounds.bot.app import App
 from rounds.bot.core import Inbound
-from rounds.commands import forms
 from rounds.db.models import Form, Incident
+from rounds.handlers import jobs
 from tests.conftest import Harness
 
 
@@ -122,13 +124,35 @@ def test_an_abandoned_form_expires(harness, app, clock):
     assert count(app, Form) == 0
 
 
-def test_abandoned_forms_are_purged(harness, app, clock):
+def test_abandoned_forms_are_dropped_by_the_job_and_their_owners_told(harness, app, clock):
     walk(harness, "report")
     walk(harness, "report", who="eng.zhao")
-    clock.advance(minutes=31)
+    clock.advance(minutes=29)
+    assert jobs.expire_forms(app) == []
+    clock.advance(minutes=2)
 
-    with app.db.session() as s:
-        assert forms.purge_expired(s, clock.now()) == 2
+    dropped = jobs.expire_forms(app)
+    harness.loop.run_until_complete(app.dispatcher.drain())
+
+    assert sorted(o.person for o in dropped) == ["eng.zhao", "nurse.li"]
+    assert count(app, Form) == 0
+    shown = harness.out.getvalue()
+    assert "[@nurse.li] Your earlier fault report went unanswered" in shown
+    assert "[@eng.zhao] Your earlier fault report went unanswered" in shown
+
+
+def test_a_double_tap_on_file_it_files_one_incident(harness, app):
+    walk(harness, "report", "1", "skip", "1", "1", "收费系统打不开")
+    person = app.env.people.resolve("nurse.li")
+    tap = Inbound("console", person, "yes", chat="console")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(app.bot.handle_sync, [tap, tap]))
+
+    assert count(app, Incident) == 1
+    texts = [r.text for replies in answers for r in replies]
+    assert sum("Filed INC-1" in t for t in texts) == 1
+    assert not any("INC-2" in t for t in texts)
 
 
 def test_a_form_in_one_chat_does_not_capture_another_chat(harness, app):

@@ -693,7 +693,8 @@ def test_run_keeps_going_after_a_failed_round_and_stops_when_told(app, clock):
     async def scenario() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(d.run(stop))
-        while len(sender.attempts) < 2:  # the failed send of `flaky`, and `steady`
+        # The failed send of `flaky` is recorded (back to pending), and `steady` was sent.
+        while len(sender.attempts) < 2 or load(app, flaky).status != "pending":
             await asyncio.sleep(0.01)
         assert not task.done()
         clock.set(load(app, flaky).next_attempt_at)  # the retry is due
@@ -721,3 +722,48 @@ def test_run_returns_promptly_when_stop_is_set_while_idle(app, clock):
         await task
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
+def test_a_platform_down_for_days_keeps_being_retried_at_the_cap(app, clock):
+    row = queue(app, "#ops", "down for days")
+    with app.db.session() as s:  # as after about a week of five-minute retries
+        s.get(OutboxMessage, row).attempts = 5000
+    d = dispatcher(app, clock, FakeSender(always={row: SendError("503")}))
+
+    run_once(d)
+
+    stored = load(app, row)
+    assert (stored.status, stored.attempts) == ("pending", 5001)
+    assert 0 < seconds_between(stored.next_attempt_at, clock.now()) <= 300
+
+
+class SlowThenCounting:
+    """The first send takes longer than the lease (the clock moves past it meanwhile)."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.sent: list[int] = []
+
+    async def send(self, item: Outgoing) -> str:
+        if not self.sent:
+            self.clock.advance(seconds=61)
+        self.sent.append(item.id)
+        return f"m{item.id}"
+
+
+def test_a_message_whose_lease_ran_out_before_its_turn_is_left_for_the_next_claim(app, clock):
+    first = queue(app, "#ops", "slow")
+    second = queue(app, "#managers", "waits its turn")
+    sender = SlowThenCounting(clock)
+    d = dispatcher(app, clock, sender)
+
+    async def one_round_in_order() -> None:
+        for item in await asyncio.to_thread(d.claim):  # one after the other, as a slow
+            await d._deliver(item)  # platform would make them
+
+    asyncio.run(one_round_in_order())
+
+    assert sender.sent == [first]
+    assert load(app, second).status == "sending"  # still leased; nobody sent it late
+    drain(d)
+    assert sender.sent == [first, second]

@@ -49,6 +49,10 @@ def test_matrix_is_domain_table():
         ("财务科电脑中了勒索病毒", "P1", False, "security"),
         # Explicitly not urgent.
         ("不急，帮忙申请一个打印机驱动", "P4", False, "terminal"),
+        # A place name is not a system outage: the device decides the reach.
+        ("护士站的打印机用不了", "P3", False, "terminal"),
+        ("挂号处的电脑很慢", "P2", False, "HIS"),
+        ("医生站鼠标用不了", "P3", False, "terminal"),
         # Nothing recognised: the defaults (I3, U2) give P3.
         ("电脑有点问题", "P3", False, None),
     ],
@@ -79,20 +83,22 @@ def test_chinese_keywords_match_inside_words():
     assert keyword_pattern("收费").search("门诊收费处")
 
 
-def test_first_rule_decides_impact_and_every_floor_applies():
+def test_first_rule_decides_impact_and_floors_apply_unless_their_claim_was_overruled():
     section = PrioritySection(
         default_impact="I3",
         default_urgency="U2",
         rules=[
             PriorityRule(name="a", keywords=["alpha"], impact="I4"),
-            PriorityRule(name="b", keywords=["alpha"], impact="I1", min_priority="P3"),
+            PriorityRule(name="b", keywords=["alpha"], impact="I1", min_priority="P1"),
             PriorityRule(name="c", keywords=["beta"], min_priority="P2"),
+            PriorityRule(name="d", keywords=["gamma"], min_priority="P3"),
         ],
     )
     rules = PriorityRules(section)
 
-    assert rules.assess("alpha").priority == "P3"  # I4/U2 = P4, raised to the P3 floor
-    assert rules.assess("alpha beta").priority == "P2"  # the more urgent floor wins
+    assert rules.assess("alpha").priority == "P4"  # b claimed I1, but a decided I4
+    assert rules.assess("alpha gamma").priority == "P3"  # d claims no impact: it applies
+    assert rules.assess("alpha beta gamma").priority == "P2"  # the most urgent floor wins
     assert rules.assess("alpha beta").rules == ("a", "b", "c")
 
 
@@ -113,3 +119,16 @@ def test_also_keywords_are_required_when_given():
 def test_more_urgent_compares_priorities():
     assert more_urgent("P3", "P1") == "P1"
     assert more_urgent("P2", "P4") == "P2"
+
+
+def test_a_wider_claim_that_did_not_stand_adds_no_floor(rules):
+    # The reporter said: one device, can wait. "HIS ... 打不开" would claim an outage.
+    found = rules.assess("HIS 收费窗口的打印机打不开", impact="I4", urgency="U3")
+
+    assert (found.priority, found.major) == ("P2", False)  # the billing-window floor only
+
+
+def test_a_wide_impact_given_by_the_reporter_keeps_the_major_mark(rules):
+    found = rules.assess("HIS 收费系统打不开", impact="I1", urgency="U1")
+
+    assert (found.priority, found.major) == ("P1", True)

@@ -36,6 +36,12 @@ def test_identifiers_are_masked_even_between_chinese_characters(text, expected, 
     assert cleaned.masked == {rule: 1}
 
 
+def test_the_sample_site_patterns_mask_a_long_number_whole(config):
+    rules = compile_rules((p.name, p.regex) for p in config.privacy.patterns)
+
+    assert clean_inbound("住院号 1234567890123456789", rules, MASK).text == "住院号 [masked]"
+
+
 def test_resident_id_with_a_wrong_check_digit_is_masked_all_the_same():
     assert clean_inbound("11010119900307123 9".replace(" ", ""), SITE, MASK).text == MASK
 

@@ -12,6 +12,7 @@ import sys
 from typing import TextIO
 
 from rounds.commands import split_command
+from rounds.config import PERSON_NAME
 from rounds.reply import Reply
 
 from .core import Bot, Inbound
@@ -73,6 +74,9 @@ class Console:
         name = name.strip().lstrip("@")
         if not name:
             self.write(words.t("console.as_usage"))
+            return
+        if not PERSON_NAME.fullmatch(name):
+            self.write(words.t("console.as_bad_name", name=name[:80]))
             return
         self.person = self.bot.env.people.resolve(name)
         key = "console.as_known" if self.person.known else "console.as_unknown"

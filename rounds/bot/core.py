@@ -10,10 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rounds import commands
-from rounds.commands import REGISTRY, Context, closest, forms, split_command
+from rounds.commands import REGISTRY, Context, closest, split_command
+from rounds.commands import forms as form_steps
 from rounds.db.engine import Database
+from rounds.itsm import forms
 from rounds.itsm.context import Env
 from rounds.itsm.errors import RoundsError
+from rounds.itsm.forms import Owner
 from rounds.itsm.people import Person
 from rounds.reply import Reply
 from rounds.text import clean_inbound, compile_rules
@@ -65,7 +68,9 @@ class Bot:
         form_state = self._form_state(inbound)
         if form_state == "active":
             replies.extend(
-                self._execute(inbound, "form", True, lambda ctx: self._answer(ctx, cleaned.text))
+                self._execute(
+                    inbound, "form", True, lambda ctx: form_steps.answer(ctx, cleaned.text)
+                )
             )
             return replies
         if form_state == "expired":
@@ -85,24 +90,12 @@ class Bot:
 
     def _form_state(self, inbound: Inbound) -> str | None:
         """ "active", "expired" (and now dropped) or None for this person in this chat."""
-        key = (inbound.transport, inbound.chat, inbound.person.name)
+        owner = Owner(inbound.transport, inbound.chat, inbound.person.name)
         with self.db.session(write=False) as session:
-            form = forms.active_form(session, *key)
-            if form is None:
+            if forms.get(session, owner) is None:
                 return None
-            if form.expires_at > self.env.now():
-                return "active"
         with self.db.session() as session:
-            form = forms.active_form(session, *key)
-            if form is not None and form.expires_at <= self.env.now():
-                session.delete(form)
-        return "expired"
-
-    def _answer(self, ctx: Context, text: str) -> Reply:
-        form = forms.active_form(ctx.session, ctx.via, ctx.chat, ctx.person.name)
-        if form is None:  # cancelled or expired by another message meanwhile
-            return Reply(ctx.t("form.gone"))
-        return forms.answer(ctx, form, text)
+            return forms.state(session, self.env, owner)
 
     def _execute(
         self,

@@ -64,6 +64,7 @@ class Outgoing:
     attempts: int
     edit_of: str | None
     thread_of: str | None
+    lease_until: datetime
 
 
 class Sender(Protocol):
@@ -150,6 +151,7 @@ class Dispatcher:
                         attempts=row.attempts,
                         edit_of=self._ref(session, row, row.ref_key) if row.op == "edit" else None,
                         thread_of=self._ref(session, row, row.thread_key),
+                        lease_until=now + LEASE,
                     )
                 )
         return claimed
@@ -223,7 +225,7 @@ class Dispatcher:
         dead = error.permanent and item.attempts >= PERMANENT_ATTEMPTS
         delay = error.retry_after
         if delay is None:
-            delay = min(MAX_BACKOFF, 2.0 ** (item.attempts - 1) * random.uniform(0.8, 1.2))
+            delay = min(MAX_BACKOFF, 2.0 ** min(item.attempts - 1, 16) * random.uniform(0.8, 1.2))
         with self.db.session() as session:
             session.execute(
                 update(OutboxMessage)
@@ -252,6 +254,11 @@ class Dispatcher:
     # --- the loop ----------------------------------------------------------------------
 
     async def _deliver(self, item: Outgoing) -> None:
+        if self.clock.now() >= item.lease_until:
+            # Sending the rest of the batch took longer than the lease: another dispatcher
+            # may have this message now, so leave it to whoever claims it next.
+            log.warning("lease ran out before sending outbox=%s; left for the next claim", item.id)
+            return
         sender = self.senders[item.platform]
         try:
             message_id = await sender.send(item)
@@ -268,8 +275,9 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim and send one round; return how many messages were attempted."""
         items = await asyncio.to_thread(self.claim)
-        for item in items:
-            await self._deliver(item)
+        # Each claimed message heads a different conversation, so they may go out together
+        # without breaking any conversation's order.
+        await asyncio.gather(*(self._deliver(item) for item in items))
         return len(items)
 
     async def drain(self, max_rounds: int = 1000) -> int:

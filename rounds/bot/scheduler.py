@@ -40,12 +40,22 @@ def job_specs(config: Config) -> list[JobSpec]:
             "rounds.handlers.jobs:close_resolved_incidents",
             IntervalTrigger(minutes=5),
         ),
+        JobSpec(
+            "expire-abandoned-forms",
+            "rounds.handlers.jobs:expire_abandoned_forms",
+            IntervalTrigger(minutes=1),
+        ),
     ]
 
 
 def build_scheduler(db: Database, config: Config) -> AsyncIOScheduler:
     """A scheduler whose jobs live in Rounds' own database; start it inside the loop."""
-    store = SQLAlchemyJobStore(engine=db.engine, tablename=JOB_TABLE)
+    # APScheduler 3 reads and updates its store on the event loop itself. Its reads run as
+    # plain (deferred) transactions, so on SQLite they never wait for the write lock; its
+    # one small write per run takes the lock only for that write.
+    store = SQLAlchemyJobStore(
+        engine=db.engine.execution_options(rounds_write=False), tablename=JOB_TABLE
+    )
     scheduler = AsyncIOScheduler(
         jobstores={"default": store}, job_defaults=JOB_DEFAULTS, timezone=config.zone
     )

@@ -7,8 +7,9 @@ entries ``help.<name>.usage`` and ``help.<name>.summary`` are its help text.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,6 @@ class Context:
     via: str
     args: str
     chat: str = ""
-    notices: list[str] = field(default_factory=list)
 
     def t(self, key: str, /, **params: object) -> str:
         return self.env.words.t(key, **params)
@@ -60,14 +60,17 @@ def command(name: str, *, action: Action, write: bool) -> Callable[[Handler], Ha
 
 
 def split_command(text: str) -> tuple[str, str]:
-    """``/ack@RoundsBot INC-3`` to ("ack", "INC-3"); the name is lower-cased."""
-    text = text.strip()
-    head, _, rest = text.partition(" ")
-    if "\n" in head:
-        head, _, more = head.partition("\n")
-        rest = more + (" " + rest if rest else "")
+    """``/ack@RoundsBot INC-3`` to ("ack", "INC-3"); the name is lower-cased.
+
+    Any whitespace ends the name (a Chinese keyboard's full-width space too), and the
+    name is NFKC-normalised, so full-width letters (ＲＥＰＯＲＴ) are the command they look like.
+    """
+    parts = text.strip().split(None, 1)
+    if not parts:
+        return "", ""
+    head = unicodedata.normalize("NFKC", parts[0])
     name = head.lstrip("/").split("@", 1)[0].lower()
-    return name, rest.strip()
+    return name, parts[1].strip() if len(parts) > 1 else ""
 
 
 def split_first(args: str) -> tuple[str, str]:

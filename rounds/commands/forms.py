@@ -8,18 +8,12 @@ stands for. ``cancel`` leaves at any step; a form left alone expires.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
-
 from rounds.commands import Context, command
 from rounds.commands.replies import filed_reply
 from rounds.db.models import Form
-from rounds.itsm import incidents
+from rounds.itsm import forms, incidents
 from rounds.itsm.access import Action
 from rounds.itsm.errors import Invalid
-from rounds.itsm.priority import matrix
 from rounds.reply import Button, Reply
 
 REPORT = "report"
@@ -32,39 +26,26 @@ SKIP_WORDS = {"skip", "-", "跳过", "无"}
 MAX_LOCATION = 100
 
 
-def active_form(session: Session, transport: str, chat: str, person: str) -> Form | None:
-    return session.scalar(
-        select(Form).where(Form.transport == transport, Form.chat == chat, Form.person == person)
-    )
-
-
-def purge_expired(session: Session, now) -> int:
-    """Drop every form nobody answered in time; return how many."""
-    result = session.execute(delete(Form).where(Form.expires_at <= now))
-    return result.rowcount or 0
-
-
 def start_report(ctx: Context) -> Reply:
     """Begin (or begin again) the guided report for this person in this chat."""
-    now = ctx.env.now()
-    form = active_form(ctx.session, ctx.via, ctx.chat, ctx.person.name)
-    if form is None:
-        form = Form(transport=ctx.via, chat=ctx.chat, person=ctx.person.name, kind=REPORT)
-        ctx.session.add(form)
-    form.step = STEPS[0]
-    form.data = {}
-    form.started_at = now
-    form.expires_at = now + _lifetime(ctx)
+    form = forms.start(ctx.session, ctx.env, owner(ctx), REPORT, STEPS[0])
     question = _question(ctx, form)
     question.text = ctx.t("form.start") + "\n" + question.text
     return question
 
 
-def answer(ctx: Context, form: Form, text: str) -> Reply:
+def owner(ctx: Context) -> forms.Owner:
+    return forms.Owner(ctx.via, ctx.chat, ctx.person.name)
+
+
+def answer(ctx: Context, text: str) -> Reply:
     """Take one answer: advance, ask again with the reason, cancel, or file the report."""
+    form = forms.get(ctx.session, owner(ctx), lock=True)
+    if form is None:  # finished, cancelled or expired by another message meanwhile
+        return Reply(ctx.t("form.gone"))
     text = text.strip()
     if text.lower() in CANCEL_WORDS:
-        ctx.session.delete(form)
+        forms.finish(ctx.session, form)
         return Reply(ctx.t("form.cancelled"))
 
     try:
@@ -74,28 +55,26 @@ def answer(ctx: Context, form: Form, text: str) -> Reply:
         question.text = ctx.t(exc.key, **exc.params) + "\n" + question.text
         return question
 
-    if form.step == "confirm":
-        data = form.data
-        answers = incidents.ReportAnswers(
-            system=data["system"],
-            location=data.get("location"),
-            impact=data["impact"],
-            urgency=data["urgency"],
-        )
-        filed = incidents.report(
-            ctx.session, ctx.env, ctx.person, data["description"], via=ctx.via, answers=answers
-        )
-        ctx.session.delete(form)
-        return filed_reply(ctx, filed)
+    if form.step != "confirm":
+        forms.advance(ctx.env, form, value, STEPS[STEPS.index(form.step) + 1])
+        return _question(ctx, form)
 
-    form.data = {**form.data, form.step: value}
-    form.step = STEPS[STEPS.index(form.step) + 1]
-    form.expires_at = ctx.env.now() + _lifetime(ctx)
-    return _question(ctx, form)
+    data = form.data
+    if not forms.finish(ctx.session, form):
+        return Reply(ctx.t("form.gone"))
+    filed = incidents.report(
+        ctx.session, ctx.env, ctx.person, data["description"], via=ctx.via, answers=_answers(data)
+    )
+    return filed_reply(ctx, filed)
 
 
-def _lifetime(ctx: Context) -> timedelta:
-    return timedelta(minutes=ctx.env.config.forms.expire_minutes)
+def _answers(data: dict) -> incidents.ReportAnswers:
+    return incidents.ReportAnswers(
+        system=data["system"],
+        location=data.get("location"),
+        impact=data["impact"],
+        urgency=data["urgency"],
+    )
 
 
 def _systems(ctx: Context) -> list[tuple[str, str]]:
@@ -127,7 +106,7 @@ def _question(ctx: Context, form: Form) -> Reply:
     if step == "description":
         return Reply(ctx.t("form.ask_description"))
     data = form.data
-    priority = matrix(data["impact"], data["urgency"])
+    priority = incidents.assess(ctx.env, data["description"], _answers(data)).priority
     label = dict(_systems(ctx)).get(data["system"], data["system"])
     summary = ctx.t(
         "form.summary",

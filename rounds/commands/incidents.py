@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rounds.commands import Context, command, forms, require, split_first
 from rounds.commands.replies import filed_reply
-from rounds.db.models import Incident
-from rounds.itsm import cards, incidents
+from rounds.db.models import AuditEntry, Incident
+from rounds.itsm import audit, cards, incidents
 from rounds.itsm.access import Action
 from rounds.itsm.paging import MARKS
 from rounds.reply import Reply
@@ -64,7 +64,8 @@ def show(ctx: Context) -> list[Reply]:
         ctx.t("incident.timeline"),
     ]
     for entry in incidents.timeline(ctx.session, incident):
-        detail = f" · {entry.detail}" if entry.detail else ""
+        detail = _detail(ctx, entry)
+        detail = f" · {detail}" if detail else ""
         lines.append(
             ctx.t(
                 "incident.timeline_line",
@@ -75,6 +76,22 @@ def show(ctx: Context) -> list[Reply]:
             )
         )
     return [cards.card(ctx.env, incident), Reply("\n".join(lines))]
+
+
+def _detail(ctx: Context, entry: AuditEntry) -> str:
+    """An audit entry's detail as people read it; the bot's own steps are put in words."""
+    pairs = audit.details(entry.detail)
+    if entry.action == "escalate" and "target" in pairs:
+        target = pairs["target"]
+        who = (
+            ctx.t("incident.timeline_managers")
+            if target.startswith("channel:")
+            else ctx.env.people.label(target)
+        )
+        return ctx.t("incident.timeline_escalated", step=pairs.get("step", "?"), who=who)
+    if entry.action == "close" and "auto_close_hours" in pairs:
+        return ctx.t("incident.timeline_auto_closed", hours=pairs["auto_close_hours"])
+    return entry.detail or ""
 
 
 @command("ack", action=Action.ACK, write=True)
@@ -124,8 +141,12 @@ def resolve(ctx: Context) -> Reply:
 @command("reopen", action=Action.REOPEN, write=True)
 def reopen(ctx: Context) -> Reply:
     incident_id, why = _ref(ctx, "reopen")
-    incident = incidents.reopen(ctx.session, ctx.env, ctx.person, incident_id, why, via=ctx.via)
-    return Reply(ctx.t("incident.reopened", ref=incident.ref))
+    done = incidents.reopen(ctx.session, ctx.env, ctx.person, incident_id, why, via=ctx.via)
+    if done.paged is None:
+        return Reply(ctx.t("incident.reopened_unpaged", ref=done.incident.ref))
+    return Reply(
+        ctx.t("incident.reopened", ref=done.incident.ref, who=ctx.env.people.label(done.paged))
+    )
 
 
 @command("close", action=Action.CLOSE, write=True)

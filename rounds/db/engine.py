@@ -17,15 +17,21 @@ SQLITE_BUSY_MS = 10_000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for ``url``; for SQLite, create the folder of the database file."""
+    """Create the engine for ``url``; for SQLite, create the folder of the database file.
+
+    Bound parameters never appear in SQLAlchemy's error messages: they hold incident text,
+    and an error message ends up in a log line.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, hide_parameters=True, **kwargs
+        )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -40,21 +40,24 @@ def upgrade(engine: Engine) -> bool:
         return False
 
     cfg = alembic_config()
+    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
+        if sqlite:
             # Batch migrations copy tables; foreign keys must be off, outside a transaction.
             conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-        with conn.begin():
-            # On SQLite the transaction began IMMEDIATE and holds the write lock; on
-            # PostgreSQL an advisory lock does the same. Whoever waited re-checks here.
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
-            before = MigrationContext.configure(conn).get_current_revision()
-            if before == head:
-                return False
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-        if engine.dialect.name == "sqlite":
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+        try:
+            with conn.begin():
+                # On SQLite the transaction began IMMEDIATE and holds the write lock; on
+                # PostgreSQL an advisory lock does the same. Whoever waited re-checks here.
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+                before = MigrationContext.configure(conn).get_current_revision()
+                if before == head:
+                    return False
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
     log.info("database upgraded from=%s to=%s", before or "empty", head)
     return True

@@ -53,7 +53,7 @@ class Incident(Base):
     urgency: Mapped[str] = mapped_column(String(2))
     major: Mapped[bool] = mapped_column(Boolean, default=False)
     system: Mapped[str | None] = mapped_column(String(64))
-    location: Mapped[str | None] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(String(200))
     reporter: Mapped[str] = mapped_column(String(64))
     assignee: Mapped[str | None] = mapped_column(String(64))
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))

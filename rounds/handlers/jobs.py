@@ -13,7 +13,7 @@ import logging
 from typing import Protocol
 
 from rounds.db.engine import Database
-from rounds.itsm import escalation, incidents
+from rounds.itsm import escalation, forms, incidents
 from rounds.itsm.context import Env
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ def close_resolved(runtime: Runtime) -> list[str]:
         return incidents.close_stale_resolved(session, runtime.env, hours)
 
 
+def expire_forms(runtime: Runtime) -> list[forms.Owner]:
+    """Drop forms left unanswered too long; their owners are told."""
+    with runtime.db.session() as session:
+        return forms.expire(session, runtime.env)
+
+
 async def escalate_incidents() -> None:
     """Job ``escalate-incidents``."""
     runtime = _bound()
@@ -75,4 +81,15 @@ async def close_resolved_incidents() -> None:
         log.debug("job=close-resolved-incidents nothing due")
         return
     log.info("job=close-resolved-incidents closed=%d", len(closed))
+    runtime.wake_dispatcher()
+
+
+async def expire_abandoned_forms() -> None:
+    """Job ``expire-abandoned-forms``."""
+    runtime = _bound()
+    dropped = await asyncio.to_thread(expire_forms, runtime)
+    if not dropped:
+        log.debug("job=expire-abandoned-forms nothing due")
+        return
+    log.info("job=expire-abandoned-forms dropped=%d", len(dropped))
     runtime.wake_dispatcher()

@@ -58,3 +58,9 @@ def history(session: Session, record_ref: str) -> list[AuditEntry]:
         .order_by(AuditEntry.id)
     )
     return list(session.scalars(query))
+
+
+def details(detail: str | None) -> dict[str, str]:
+    """The ``key=value`` pairs of a machine-readable detail such as ``step=1 target=x``."""
+    pairs = (token.partition("=") for token in (detail or "").split())
+    return {key: value for key, sep, value in pairs if sep}

@@ -39,7 +39,7 @@ def card(env: Env, incident: Incident) -> Reply:
         (w.t("field.status"), w.t(f"status.{incident.status}")),
         (w.t("field.reporter"), env.people.label(incident.reporter)),
         (w.t("field.assignee"), env.people.label(incident.assignee)),
-        (w.t("field.system"), incident.system or "—"),
+        (w.t("field.system"), system_label(env, incident.system)),
         (w.t("field.reported_at"), env.local(incident.created_at)),
     ]
     if incident.resolution and incident.status in (RESOLVED, CLOSED):
@@ -50,6 +50,16 @@ def card(env: Env, incident: Incident) -> Reply:
         buttons=card_buttons(env, incident),
         footer=w.t("incident.footer", impact=incident.impact, urgency=incident.urgency),
     )
+
+
+def system_label(env: Env, name: str | None) -> str:
+    """A system as people know it: its [[systems]] display name when it has one."""
+    if name is None:
+        return "—"
+    for system in env.config.systems:
+        if system.name == name:
+            return system.display or name
+    return name
 
 
 def card_buttons(env: Env, incident: Incident) -> list[Button]:

@@ -30,7 +30,7 @@ from rounds.itsm.errors import Conflict, Denied, Invalid, NotFound
 from rounds.itsm.escalation import SYSTEM_ACTOR, ack_window, start_clock, stop_clock
 from rounds.itsm.paging import page
 from rounds.itsm.people import Person
-from rounds.itsm.priority import PRIORITIES
+from rounds.itsm.priority import PRIORITIES, Assessment
 from rounds.reply import Button, Reply
 from rounds.text import first_line, truncate
 
@@ -50,12 +50,28 @@ class ReportAnswers:
 
 
 @dataclass(frozen=True)
+class Reopened:
+    """What ``reopen`` did: the incident, and whom it paged (None when nobody)."""
+
+    incident: Incident
+    paged: str | None
+
+
+@dataclass(frozen=True)
 class Filed:
     """What ``report`` did: the incident, whom it paged, and whether the text was cut."""
 
     incident: Incident
     duty: str | None
     truncated: bool
+
+
+def assess(env: Env, text: str, answers: ReportAnswers | None = None) -> Assessment:
+    """The priority a report gets, from its words and, for a guided one, its answers."""
+    if answers is None:
+        return env.priorities.assess(text)
+    words = f"{answers.system} {answers.location or ''} {text}"
+    return env.priorities.assess(words, impact=answers.impact, urgency=answers.urgency)
 
 
 def parse_ref(token: str) -> int:
@@ -120,11 +136,7 @@ def report(
     if not text:
         raise Invalid("incident.empty_report")
     now = env.now()
-    if answers is None:
-        assessment = env.priorities.assess(text)
-    else:
-        words = f"{answers.system} {answers.location or ''} {text}"
-        assessment = env.priorities.assess(words, impact=answers.impact, urgency=answers.urgency)
+    assessment = assess(env, text, answers)
     description, cut = truncate(
         text, env.config.incidents.max_text, env.words.t("incident.truncated_marker")
     )
@@ -278,6 +290,8 @@ def set_priority(
     now = env.now()
     before = incident.priority
     incident.priority = priority
+    if priority != "P1":
+        incident.major = False  # a major incident is a P1; triage says this is not one
     if incident.status == OPEN and incident.escalate_at is not None:
         # The next step falls due one window of the new priority from now.
         incident.escalate_at = now + ack_window(env, priority)
@@ -293,7 +307,7 @@ def set_priority(
             after=priority,
         ),
     )
-    if priority == "P1":
+    if priority == "P1" and incident.status in ACTIVE:
         notify.notify(session, env, notify.channel("managers"), cards.p1_notice(env, incident))
     return incident
 
@@ -384,7 +398,7 @@ def resolve(
 
 def reopen(
     session: Session, env: Env, actor: Person, incident_id: int, why: str, *, via: str
-) -> Incident:
+) -> Reopened:
     incident = _load(session, incident_id, lock=True)
     _authorize(session, env, actor, Action.REOPEN, incident, via)
     if incident.status == CLOSED:
@@ -416,9 +430,10 @@ def reopen(
         env.words.t("incident.thread.reopened", who=env.people.label(actor.name), why=why or "—"),
     )
     target = incident.assignee or env.rota.on_duty(now)
-    if target is not None and target != actor.name:
-        page(session, env, incident, target, reopened_by=actor.name, why=why)
-    return incident
+    if target is None or target == actor.name:
+        return Reopened(incident, None)
+    page(session, env, incident, target, reopened_by=actor.name, why=why)
+    return Reopened(incident, target)
 
 
 def close(session: Session, env: Env, actor: Person, incident_id: int, *, via: str) -> Incident:
@@ -427,7 +442,10 @@ def close(session: Session, env: Env, actor: Person, incident_id: int, *, via: s
     if incident.status == CLOSED:
         _refuse(session, env, actor, "close", incident, via, "incident.already_closed")
     if incident.status != RESOLVED:
-        _refuse(session, env, actor, "close", incident, via, "incident.resolve_first")
+        key = (
+            "incident.resolve_first" if sees_all_incidents(actor) else "incident.not_resolved_yet"
+        )
+        _refuse(session, env, actor, "close", incident, via, key)
 
     now = env.now()
     incident.status = CLOSED
@@ -463,7 +481,7 @@ def close_stale_resolved(session: Session, env: Env, hours: float) -> list[str]:
             "close",
             incident,
             "scheduler",
-            detail=f"auto after {hours:g} h",
+            detail=f"auto_close_hours={hours:g}",
         )
         cards.changed(session, env, incident, env.words.t("incident.thread.auto_closed"))
         notify.notify(

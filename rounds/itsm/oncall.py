@@ -55,12 +55,12 @@ class Rota:
         shift = self.shift_at(now)
         return shift.person if shift else None
 
-    def next_after(self, name: str | None) -> str | None:
-        """The person after ``name`` in the rotation, or None when there is no other."""
-        if name not in self.rotation or len(self.rotation) < 2:
-            return None
-        following = self.rotation[(self.rotation.index(name) + 1) % len(self.rotation)]
-        return following if following != name else None
+    def after(self, name: str | None) -> list[str]:
+        """The others on the rotation, in order, starting with the one after ``name``."""
+        if name not in self.rotation:
+            return list(self.rotation)
+        at = self.rotation.index(name)
+        return [p for p in self.rotation[at + 1 :] + self.rotation[:at] if p != name]
 
     def next_shift(self, now: datetime) -> Shift | None:
         current = self.shift_at(now)

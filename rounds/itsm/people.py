@@ -60,8 +60,5 @@ class Directory:
             return "—"
         return self.resolve(name).label
 
-    def with_role(self, role: str) -> list[Person]:
-        return [p for p in self._by_name.values() if role in p.roles]
-
     def __iter__(self):
         return iter(self._by_name.values())

@@ -15,6 +15,7 @@ MATRIX = {
     "I4": {"U1": "P3", "U2": "P4", "U3": "P4"},
 }
 PRIORITIES = ("P1", "P2", "P3", "P4")
+IMPACTS = ("I1", "I2", "I3", "I4")
 _LATIN = re.compile(r"[A-Za-z0-9]")
 
 
@@ -81,33 +82,35 @@ class PriorityRules:
     ) -> Assessment:
         """First matching rule decides each of impact, urgency, system and location.
 
-        ``impact`` and ``urgency``, when the reporter gave them (the guided form), stand as
-        given; the rules' floors and major-incident marks still apply.
+        Then every matching rule's ``min_priority`` and ``major`` apply, except those of a
+        rule that claims a wider impact than the one decided: a rule that says "HIS is
+        down" does not make one jammed printer at a nurse station a major incident.
+        ``impact`` and ``urgency``, when the reporter gave them (the guided form), stand
+        as given and count as decided.
         """
-        system = location = None
-        floor: str | None = None
-        major = False
-        names: list[str] = []
-        for compiled in self._rules:
-            if not compiled.matches(text):
-                continue
-            rule = compiled.rule
-            names.append(rule.name)
-            impact = impact or rule.impact
-            urgency = urgency or rule.urgency
-            system = system or rule.system
-            location = location or rule.location
-            if rule.min_priority:
-                floor = (
-                    rule.min_priority if floor is None else more_urgent(floor, rule.min_priority)
-                )
-            major = major or rule.major
-
-        impact = impact or self.section.default_impact
-        urgency = urgency or self.section.default_urgency
+        matched = [c.rule for c in self._rules if c.matches(text)]
+        impact = impact or _first(matched, "impact") or self.section.default_impact
+        urgency = urgency or _first(matched, "urgency") or self.section.default_urgency
         priority = matrix(impact, urgency)
-        if floor is not None:
-            priority = more_urgent(priority, floor)
+        major = False
+        for rule in matched:
+            if rule.impact is not None and IMPACTS.index(rule.impact) < IMPACTS.index(impact):
+                continue  # its claim of a wider impact did not stand
+            if rule.min_priority:
+                priority = more_urgent(priority, rule.min_priority)
+            major = major or rule.major
         if major:
             priority = "P1"
-        return Assessment(impact, urgency, priority, major, system, location, tuple(names))
+        return Assessment(
+            impact,
+            urgency,
+            priority,
+            major,
+            _first(matched, "system"),
+            _first(matched, "location"),
+            tuple(r.name for r in matched),
+        )
+
+
+def _first(rules: list[PriorityRule], field: str) -> str | None:
+    return next((getattr(r, field) for r in rules if getattr(r, field) is not None), None)

@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("urgency", sa.String(length=2), nullable=False),
         sa.Column("major", sa.Boolean(), nullable=False),
         sa.Column("system", sa.String(length=64), nullable=True),
-        sa.Column("location", sa.String(length=64), nullable=True),
+        sa.Column("location", sa.String(length=200), nullable=True),
         sa.Column("reporter", sa.String(length=64), nullable=False),
         sa.Column("assignee", sa.String(length=64), nullable=True),
         sa.Column("acknowledged_by", sa.String(length=64), nullable=True),
