@@ -83,6 +83,43 @@ class HttpSection(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class SlackSection(_Section):
+    enabled: bool
+    mode: Literal["socket", "http"]
+    bot_token: str
+    app_token: str
+    signing_secret: str
+    api_url: str
+    command: str
+    stale_seconds: Annotated[float, Field(ge=10, le=86400, allow_inf_nan=False)]
+
+    @field_validator("command")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        if not re.fullmatch(r"/[a-z0-9_-]{1,31}", value):
+            raise ValueError(f"{value!r} is not a slash command such as /rounds")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SlackSection:
+        if not self.enabled:
+            return self
+        missing = [
+            k
+            for k in (
+                "bot_token",
+                *(("signing_secret",) if self.mode == "http" else ("app_token",)),
+            )
+            if not getattr(self, k)
+        ]
+        if missing:
+            raise ValueError(
+                f"[slack] {self.mode} mode needs {', '.join(missing)} (set "
+                f"ROUNDS_SLACK_{missing[0].upper()} in the environment)"
+            )
+        return self
+
+
 class ChannelAddress(_Section):
     slack: str | None = None
     telegram: str | int | None = None
@@ -206,6 +243,7 @@ class PrioritySection(_Section):
 class Config(_Section):
     rounds: RoundsSection
     http: HttpSection
+    slack: SlackSection
     channels: dict[str, ChannelAddress]
     people: list[PersonEntry]
     oncall: OncallSection

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import TextIO
+from typing import Any, TextIO
 
 from rounds.clock import Clock, SystemClock
 from rounds.config import Config
@@ -20,13 +20,15 @@ from .core import Bot
 from .dispatcher import Dispatcher
 from .http import start_http
 from .scheduler import build_scheduler
+from .slack import SlackTransport
 
 log = logging.getLogger(__name__)
 
 
 def active_platforms(config: Config) -> tuple[str, ...]:
     """The chat platforms messages go to; the console when no chat platform is configured."""
-    return ("console",)
+    platforms = tuple(name for name, on in (("slack", config.slack.enabled),) if on)
+    return platforms or ("console",)
 
 
 class App:
@@ -38,6 +40,9 @@ class App:
         self.env = Env(config, clock or SystemClock(), Routes(active_platforms(config)))
         self.dispatcher = Dispatcher(self.db, self.env.clock)
         self.bot = Bot(self.env, self.db, on_commit=self.dispatcher.wake)
+        self.transports: dict[str, Any] = {}
+        if config.slack.enabled:
+            self.transports["slack"] = SlackTransport(self.bot, self.dispatcher, config.slack)
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
@@ -61,7 +66,13 @@ class App:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
 
-        runner = await start_http(self, self.config.http.host, self.config.http.port)
+        routes = []
+        slack = self.transports.get("slack")
+        if slack is not None and self.config.slack.mode == "http":
+            routes.append(("POST", "/slack/events", slack.handle_http))
+        runner = await start_http(self, self.config.http.host, self.config.http.port, routes)
+        for transport in self.transports.values():
+            await transport.start()
         jobs.bind(self)
         scheduler = build_scheduler(self.db, self.config)
         scheduler.start()
@@ -87,5 +98,7 @@ class App:
             await asyncio.gather(*tasks, return_exceptions=True)
             scheduler.shutdown(wait=False)
             jobs.bind(None)
+            for transport in self.transports.values():
+                await transport.stop()
             await runner.cleanup()
             log.info("rounds stopped")

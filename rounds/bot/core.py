@@ -13,7 +13,7 @@ from rounds import commands
 from rounds.commands import REGISTRY, Context, closest, split_command
 from rounds.commands import forms as form_steps
 from rounds.db.engine import Database
-from rounds.itsm import forms
+from rounds.itsm import audit, forms
 from rounds.itsm.context import Env
 from rounds.itsm.errors import RoundsError
 from rounds.itsm.forms import Owner
@@ -54,6 +54,30 @@ class Bot:
         if self.on_commit is not None:
             self.on_commit()
         return replies
+
+    async def run(
+        self, inbound: Inbound, name: str, handler: Callable[[Context], Reply | list[Reply]]
+    ) -> list[Reply]:
+        """Run a handler that is not a typed command (a submitted modal) like one."""
+        replies = await asyncio.to_thread(self._execute, inbound, name, True, handler)
+        if self.on_commit is not None:
+            self.on_commit()
+        return replies
+
+    def refuse_request(self, via: str, reason: str) -> None:
+        """Audit an inbound request refused before it reached any command (a bad signature)."""
+        with self.db.session() as session:
+            audit.record(
+                session,
+                at=self.env.now(),
+                actor=via,
+                action="request",
+                record=None,
+                via=via,
+                result=audit.DENIED,
+                detail=reason,
+            )
+        log.warning("request refused via=%s reason=%s", via, reason)
 
     def handle_sync(self, inbound: Inbound) -> list[Reply]:
         words = self.env.words

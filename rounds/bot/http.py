@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,18 +28,21 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "error", "database": "unavailable", "version": __version__}, status=503
         )
-    return web.json_response(
-        {
-            "status": "ok",
-            "database": "ok",
-            "version": __version__,
-            "transports": list(app.env.routes.platforms),
-            "outbox": {
-                "pending": pending,
-                "oldest_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
-            },
-        }
-    )
+    body = {
+        "status": "ok",
+        "database": "ok",
+        "version": __version__,
+        "transports": list(app.env.routes.platforms),
+        "outbox": {
+            "pending": pending,
+            "oldest_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
+        },
+    }
+    for name, transport in app.transports.items():
+        body[name] = await transport.health()
+        if body[name].get("status") != "ok":
+            body["status"] = "degraded"
+    return web.json_response(body)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -46,16 +50,23 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_web_app(app: object) -> web.Application:
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+
+def make_web_app(app: object, routes: list[Route] | None = None) -> web.Application:
     web_app = web.Application(client_max_size=1024 * 1024)
     web_app[APP_KEY] = app
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/metrics", metrics_endpoint)
+    for method, path, handler in routes or []:
+        web_app.router.add_route(method, path, handler)
     return web_app
 
 
-async def start_http(app: object, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_web_app(app), access_log=None)
+async def start_http(
+    app: object, host: str, port: int, routes: list[Route] | None = None
+) -> web.AppRunner:
+    runner = web.AppRunner(make_web_app(app, routes), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -13,6 +13,7 @@ from rounds.commands.replies import filed_reply
 from rounds.db.models import Form
 from rounds.itsm import forms, incidents
 from rounds.itsm.access import Action
+from rounds.itsm.context import Env
 from rounds.itsm.errors import Invalid
 from rounds.reply import Button, Reply
 
@@ -49,7 +50,7 @@ def answer(ctx: Context, text: str) -> Reply:
         return Reply(ctx.t("form.cancelled"))
 
     try:
-        value = _parse(ctx, form.step, text)
+        value = parse(ctx.env, form.step, text)
     except Invalid as exc:
         question = _question(ctx, form)
         question.text = ctx.t(exc.key, **exc.params) + "\n" + question.text
@@ -77,8 +78,44 @@ def _answers(data: dict) -> incidents.ReportAnswers:
     )
 
 
+def choices(env: Env, step: str) -> list[tuple[str, str]]:
+    """The (answer, label) options of a step with fixed answers; [] for free text."""
+    if step == "system":
+        return [(s.name, s.display or s.name) for s in env.config.systems]
+    if step == "impact":
+        return [(c, env.words.t(f"form.impact.{c}")) for c in IMPACTS]
+    if step == "urgency":
+        return [(c, env.words.t(f"form.urgency.{c}")) for c in URGENCIES]
+    return []
+
+
+def check_answers(env: Env, raw: dict[str, str]) -> tuple[dict | None, dict[str, str]]:
+    """Validate a whole report at once (a modal): the answers, or a sentence per field."""
+    answers: dict = {}
+    errors: dict[str, str] = {}
+    for step in STEPS[:-1]:
+        try:
+            answers[step] = parse(env, step, (raw.get(step) or "").strip())
+        except Invalid as exc:
+            errors[step] = env.words.t(exc.key, **exc.params)
+    return (None, errors) if errors else (answers, {})
+
+
+def file_answers(ctx: Context, answers: dict) -> Reply:
+    """File a report whose answers were all given at once (a modal)."""
+    filed = incidents.report(
+        ctx.session,
+        ctx.env,
+        ctx.person,
+        answers["description"],
+        via=ctx.via,
+        answers=_answers(answers),
+    )
+    return filed_reply(ctx, filed)
+
+
 def _systems(ctx: Context) -> list[tuple[str, str]]:
-    return [(s.name, s.display or s.name) for s in ctx.env.config.systems]
+    return choices(ctx.env, "system")
 
 
 def _question(ctx: Context, form: Form) -> Reply:
@@ -136,10 +173,11 @@ def _choice(text: str, options: list[str]) -> str | None:
     return lowered.get(token.lower())
 
 
-def _parse(ctx: Context, step: str, text: str) -> str | None:
+def parse(env: Env, step: str, text: str) -> str | None:
+    """One step's answer, or Invalid with the sentence that says what is wanted."""
     if step == "system":
-        names = [name for name, _ in _systems(ctx)]
-        labels = {label.lower(): name for name, label in _systems(ctx)}
+        names = [name for name, _ in choices(env, "system")]
+        labels = {label.lower(): name for name, label in choices(env, "system")}
         found = _choice(text, names) or labels.get(text.lower())
         if found is None:
             raise Invalid("form.bad_choice", count=len(names))

@@ -181,3 +181,14 @@ class Form(Base):
         UniqueConstraint("transport", "chat", "person", name="uq_forms_owner"),
         Index("ix_forms_expires_at", "expires_at"),
     )
+
+
+class InboundSeen(Base):
+    """Inbound deliveries already handled (a platform's retry, a double click)."""
+
+    __tablename__ = "inbound_seen"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_inbound_seen_at", "at"),)

@@ -36,6 +36,10 @@ def address_for(env: Env, platform: str, destination: str) -> str | None:
     else:
         who = env.people.get(name)
         value = getattr(who, platform, None) if who else None
+        if who is None and name.startswith(f"{platform}."):
+            # Someone not in [[people]] who wrote to us from this platform: named after
+            # their platform id (slack.u0123abc is Slack's U0123ABC).
+            value = name.removeprefix(f"{platform}.").upper()
     return str(value) if value is not None else None
 
 
