@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import socket
 import threading
@@ -504,3 +505,13 @@ def test_a_dropped_socket_with_no_recent_event_is_reported_stale(socket_app):
     health = asyncio.run(transport.health())
 
     assert (health["mode"], health["connected"], health["status"]) == ("socket", False, "stale")
+
+
+def test_messages_to_one_channel_are_paced_about_one_a_second(slack_bot, fake):
+    for n in range(3):
+        slack_bot.command(NURSE, f"report {n}号窗口打印机卡纸")
+
+    fake.wait_for(lambda: len([m for m in fake.messages(OPS) if not m["thread_ts"]]) == 3)
+    posts = [c.at for c in fake.calls_to("chat.postMessage") if c.args["channel"] == OPS]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(posts)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
