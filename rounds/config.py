@@ -120,6 +120,29 @@ class SlackSection(_Section):
         return self
 
 
+class TelegramSection(_Section):
+    enabled: bool
+    token: str
+    mode: Literal["polling", "webhook"]
+    base_url: str
+    base_file_url: str
+    webhook_url: str
+    webhook_secret: str
+    poll_seconds: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _credentials(self) -> TelegramSection:
+        if not self.enabled:
+            return self
+        if not self.token:
+            raise ValueError("[telegram] needs token (set ROUNDS_TELEGRAM_TOKEN)")
+        if self.mode == "webhook" and not (self.webhook_url and self.webhook_secret):
+            raise ValueError("[telegram] webhook mode needs webhook_url and webhook_secret")
+        if self.webhook_secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", self.webhook_secret):
+            raise ValueError("[telegram] webhook_secret may hold only A-Z, a-z, 0-9, _ and -")
+        return self
+
+
 class ChannelAddress(_Section):
     slack: str | None = None
     telegram: str | int | None = None
@@ -244,6 +267,7 @@ class Config(_Section):
     rounds: RoundsSection
     http: HttpSection
     slack: SlackSection
+    telegram: TelegramSection
     channels: dict[str, ChannelAddress]
     people: list[PersonEntry]
     oncall: OncallSection

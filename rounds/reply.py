@@ -27,6 +27,8 @@ class Reply:
     footer: str = ""
     # The buttons are answers to a question (a form step), not commands on a record.
     choices: bool = False
+    # The answer refuses or corrects the request (shown as an alert where platforms can).
+    refused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {

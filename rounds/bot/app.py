@@ -21,13 +21,15 @@ from .dispatcher import Dispatcher
 from .http import start_http
 from .scheduler import build_scheduler
 from .slack import SlackTransport
+from .telegram import TelegramTransport
 
 log = logging.getLogger(__name__)
 
 
 def active_platforms(config: Config) -> tuple[str, ...]:
     """The chat platforms messages go to; the console when no chat platform is configured."""
-    platforms = tuple(name for name, on in (("slack", config.slack.enabled),) if on)
+    enabled = (("slack", config.slack.enabled), ("telegram", config.telegram.enabled))
+    platforms = tuple(name for name, on in enabled if on)
     return platforms or ("console",)
 
 
@@ -43,6 +45,8 @@ class App:
         self.transports: dict[str, Any] = {}
         if config.slack.enabled:
             self.transports["slack"] = SlackTransport(self.bot, self.dispatcher, config.slack)
+        if config.telegram.enabled:
+            self.transports["telegram"] = TelegramTransport(self.bot, self.dispatcher, config)
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
@@ -70,6 +74,9 @@ class App:
         slack = self.transports.get("slack")
         if slack is not None and self.config.slack.mode == "http":
             routes.append(("POST", "/slack/events", slack.handle_http))
+        telegram = self.transports.get("telegram")
+        if telegram is not None and self.config.telegram.mode == "webhook":
+            routes.append(("POST", "/telegram/webhook", telegram.handle_webhook))
         runner = await start_http(self, self.config.http.host, self.config.http.port, routes)
         for transport in self.transports.values():
             await transport.start()

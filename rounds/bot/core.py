@@ -108,7 +108,7 @@ class Bot:
             guess = closest(name)
             key = "error.unknown_command_guess" if guess else "error.unknown_command"
             metrics.COMMANDS.labels("unknown", "invalid").inc()
-            return [*replies, Reply(words.t(key, name=name[:40], guess=guess or ""))]
+            return [*replies, Reply(words.t(key, name=name[:40], guess=guess or ""), refused=True)]
         replies.extend(self._execute(inbound, name, entry.write, entry.handler, args))
         return replies
 
@@ -143,7 +143,7 @@ class Bot:
                 except RoundsError as exc:
                     # Expected: the session still commits, keeping the audit of a refusal.
                     outcome = type(exc).__name__.lower()
-                    result = Reply(words.t(exc.key, **exc.params))
+                    result = Reply(words.t(exc.key, **exc.params), refused=True)
         except Exception:
             token = secrets.token_hex(4)
             log.exception(
@@ -154,7 +154,7 @@ class Bot:
                 inbound.transport,
             )
             outcome = "error"
-            result = Reply(words.t("error.unexpected", token=token))
+            result = Reply(words.t("error.unexpected", token=token), refused=True)
 
         elapsed = time.perf_counter() - started
         metrics.COMMANDS.labels(name, outcome).inc()
