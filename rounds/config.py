@@ -129,6 +129,7 @@ class TelegramSection(_Section):
     webhook_url: str
     webhook_secret: str
     poll_seconds: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)]
+    max_photo_bytes: Annotated[int, Field(ge=10_000, le=20_000_000)]
 
     @model_validator(mode="after")
     def _credentials(self) -> TelegramSection:

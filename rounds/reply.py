@@ -29,6 +29,8 @@ class Reply:
     choices: bool = False
     # The answer refuses or corrects the request (shown as an alert where platforms can).
     refused: bool = False
+    # Stored attachments to show with it (paths relative to the data folder).
+    images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Reply:
             ],
             "footer": self.footer,
             "choices": self.choices,
+            "images": list(self.images),
         }
 
     @classmethod
@@ -52,4 +55,5 @@ class Reply:
             ],
             footer=data.get("footer", ""),
             choices=bool(data.get("choices", False)),
+            images=[str(i) for i in data.get("images", [])],
         )

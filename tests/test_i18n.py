@@ -50,7 +50,7 @@ def test_dynamic_keys_exist(language):
 
     commands.load_all()
     catalog = Catalog(language)
-    keys = [f"action.{a}" for a in Action] + ["action.escalate"]
+    keys = [f"action.{a}" for a in Action] + ["action.escalate", "action.attach"]
     keys += [f"status.{s}" for s in ("open", "acknowledged", "resolved", "closed")]
     keys += [f"role.{r}" for r in ("staff", "engineer", "manager", "admin", "vendor")]
     keys += [

@@ -220,6 +220,8 @@ def test_the_guided_report_works_with_buttons_and_text(telegram_bot, fake):
         fake.push_callback(NURSE, NURSE, question["message_id"], answer)
         fake.wait_for(lambda step=step: any(step in m["text"] for m in fake.messages(NURSE)))
     fake.push_message(NURSE, NURSE, "影像调阅很慢")
+    fake.wait_for(lambda: any("send photos" in m["text"] for m in fake.messages(NURSE)))
+    fake.push_message(NURSE, NURSE, "done")
     summary = fake.wait_for(lambda: [m for m in fake.messages(NURSE) if "Priority" in m["text"]])
     fake.push_callback(NURSE, NURSE, summary[0]["message_id"], "yes")
 
@@ -360,3 +362,66 @@ def test_a_refused_start_up_call_is_given_up_and_the_bot_still_serves(
     finally:
         bot.stop()
         app.close()
+
+
+JPEG = b"\xff\xd8\xff\xe0" + b"rounds-test-photo" * 200
+
+
+def to_photos_step(fake: FakeTelegram) -> None:
+    fake.push_message(NURSE, NURSE, "/report")
+    for answer in ("1", "门诊收费处", "3", "2", "收费窗口读卡器报错"):
+        count = len(fake.messages(NURSE))
+        fake.push_message(NURSE, NURSE, answer)
+        fake.wait_for(lambda count=count: len(fake.messages(NURSE)) > count)
+
+
+def test_photos_sent_in_the_guided_report_are_kept_and_shown_to_engineers(telegram_bot, fake):
+    to_photos_step(fake)
+    fake.push_photo(NURSE, NURSE, JPEG)
+    fake.wait_for(lambda: any("Got 1 photo" in m["text"] for m in fake.messages(NURSE)))
+    fake.push_message(NURSE, NURSE, "done")
+    fake.wait_for(lambda: any("Photos: 1" in m["text"] for m in fake.messages(NURSE)))
+    fake.push_message(NURSE, NURSE, "yes")
+    card(fake)
+
+    data = telegram_bot.app.config.rounds.data_dir
+    stored = [p for p in (data / "attachments").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in stored] == [JPEG]
+    fake.push_message(WANG, WANG, "/incident INC-1")
+    fake.wait_for(lambda: fake.calls_to("sendPhoto"))
+    timeline = fake.wait_for(
+        lambda: [m for m in fake.messages(WANG) if "Timeline" in (m["text"] or "")]
+    )
+    assert "1 photo" in timeline[0]["text"]
+
+
+def test_a_photo_captioned_report_files_with_the_photo(telegram_bot, fake):
+    fake.push_photo(NURSE, NURSE, JPEG, caption="/report 三楼护士站打印机卡纸")
+
+    assert "INC-1" in card(fake)["text"]
+    with telegram_bot.app.db.session(write=False) as s:
+        attached = list(s.scalars(select(AuditEntry).where(AuditEntry.action == "attach")))
+    assert [(a.record, a.actor) for a in attached] == [("INC-1", "nurse.li")]
+
+
+def test_a_photo_too_large_is_refused_with_a_sentence(tmp_path, fake, database_url):
+    app = make_bot(tmp_path, fake, database_url, "max_photo_bytes = 10000\n")
+    bot = TelegramBot(app, app.config.http.port).start()
+    try:
+        fake.push_photo(NURSE, NURSE, JPEG * 10, caption="/report 打印机卡纸")
+        answer = fake.wait_for(lambda: fake.messages(NURSE))[0]["text"]
+        assert "too large" in answer
+        time.sleep(0.3)
+        assert bot.incidents() == []
+    finally:
+        bot.stop()
+        app.close()
+
+
+def test_a_stray_photo_is_answered_and_not_kept(telegram_bot, fake):
+    fake.push_photo(NURSE, NURSE, JPEG)
+
+    answer = fake.wait_for(lambda: fake.messages(NURSE))[0]["text"]
+    assert "no report is in progress" in answer
+    data = telegram_bot.app.config.rounds.data_dir
+    assert [p for p in (data / "attachments").rglob("*") if p.is_file()] == []

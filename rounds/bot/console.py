@@ -29,6 +29,7 @@ def render(reply: Reply, indent: str = "") -> str:
         lines.append(f"  {shown}")
     if reply.footer:
         lines.append(f"  ({reply.footer})")
+    lines += [f"  [photo] {image}" for image in reply.images]
     if reply.buttons and reply.choices:
         lines.append("  → " + " | ".join(b.command for b in reply.buttons))
     elif reply.buttons:

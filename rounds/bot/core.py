@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -13,7 +14,7 @@ from rounds import commands
 from rounds.commands import REGISTRY, Context, closest, split_command
 from rounds.commands import forms as form_steps
 from rounds.db.engine import Database
-from rounds.itsm import audit, forms
+from rounds.itsm import attachments, audit, forms
 from rounds.itsm.context import Env
 from rounds.itsm.errors import RoundsError
 from rounds.itsm.forms import Owner
@@ -36,6 +37,8 @@ class Inbound:
     # The conversation (a DM, a group, the console), so that a form in one chat does not
     # capture what the same person types in another.
     chat: str = ""
+    # Photos the transport downloaded and stored with this message (relative paths).
+    photos: tuple[str, ...] = ()
 
 
 class Bot:
@@ -102,6 +105,9 @@ class Bot:
 
         name, args = split_command(cleaned.text)
         if not name:
+            if inbound.photos:  # a photo with no report and no form asking for one
+                self._discard(inbound.photos)
+                replies.append(Reply(words.t("photo.unexpected"), refused=True))
             return replies
         entry = REGISTRY.get(name)
         if entry is None:
@@ -111,6 +117,11 @@ class Bot:
             return [*replies, Reply(words.t(key, name=name[:40], guess=guess or ""), refused=True)]
         replies.extend(self._execute(inbound, name, entry.write, entry.handler, args))
         return replies
+
+    def _discard(self, photos: tuple[str, ...]) -> None:
+        for relative in photos:
+            with contextlib.suppress(OSError, ValueError):
+                attachments.path_of(self.env, relative).unlink()
 
     def _form_state(self, inbound: Inbound) -> str | None:
         """ "active", "expired" (and now dropped) or None for this person in this chat."""
@@ -136,7 +147,13 @@ class Bot:
         try:
             with self.db.session(write=write) as session:
                 ctx = Context(
-                    self.env, session, inbound.person, inbound.transport, args, chat=inbound.chat
+                    self.env,
+                    session,
+                    inbound.person,
+                    inbound.transport,
+                    args,
+                    chat=inbound.chat,
+                    photos=inbound.photos,
                 )
                 try:
                     result = handler(ctx)

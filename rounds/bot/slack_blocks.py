@@ -53,6 +53,13 @@ def blocks(reply: Reply) -> list[dict[str, Any]]:
             for k, v in reply.fields[start : start + MAX_FIELDS]
         ]
         out.append({"type": "section", "fields": fields})
+    if reply.images:  # kept in Rounds' data folder; Slack shows how many there are
+        out.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": "📎 " * min(len(reply.images), 10)}],
+            }
+        )
     if reply.footer:
         out.append(
             {

@@ -44,6 +44,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from rounds import commands
 from rounds.config import Config
 from rounds.i18n import LANGUAGES, Catalog
+from rounds.itsm import attachments
 from rounds.itsm.people import Person
 from rounds.reply import Reply
 
@@ -347,14 +348,21 @@ class TelegramTransport:
         if update.edited_message is not None or not self._heard_in(chat):
             return  # edits are not new commands; unknown groups are not ours to answer
         words = self.bot.env.words
-        text = message.text or ""
-        if not text:
-            if chat.type == "private":
-                await self._say(chat.id, Reply(words.t("telegram.text_only")))
-            return
+        text = message.text or message.caption or ""
         if chat.type != "private" and not text.startswith("/"):
             return  # chatter in a group; commands there start with "/"
-        inbound = Inbound(PLATFORM, person_for(self.bot, user), text, chat=str(chat.id))
+        photos: tuple[str, ...] = ()
+        if message.photo:
+            stored = await self._download(message.photo, chat.id)
+            if stored is None:
+                return
+            photos = (stored,)
+        elif not text:  # a sticker, a voice note, a file
+            await self._say(chat.id, Reply(words.t("telegram.text_only")))
+            return
+        inbound = Inbound(
+            PLATFORM, person_for(self.bot, user), text, chat=str(chat.id), photos=photos
+        )
         for reply in await self.bot.handle(inbound):
             await self._say(chat.id, reply, reply_to=message.message_id)
 
@@ -378,6 +386,30 @@ class TelegramTransport:
             for reply in replies:
                 await self._say(chat.id, reply)
 
+    async def _download(self, sizes: Any, chat_id: int) -> str | None:
+        """Store the largest size of a photo within the limit; None when there is none."""
+        limit = self.section.max_photo_bytes
+        fitting = [s for s in sizes if (s.file_size or 0) <= limit]
+        words = self.bot.env.words
+        if not fitting:
+            await self._say(chat_id, Reply(words.t("photo.too_large", limit=limit // 1_000_000)))
+            return None
+        best = max(fitting, key=lambda s: (s.file_size or 0, s.width * s.height))
+        try:
+            file = await self.application.bot.get_file(best.file_id)
+            content = bytes(await file.download_as_bytearray())
+        except TelegramError as exc:
+            log.warning("telegram photo download failed: %s", type(exc).__name__)
+            await self._say(chat_id, Reply(words.t("photo.download_failed")))
+            return None
+        if len(content) > limit:
+            await self._say(chat_id, Reply(words.t("photo.too_large", limit=limit // 1_000_000)))
+            return None
+        env = self.bot.env
+        return await asyncio.to_thread(
+            attachments.store, env.config.rounds.data_dir, content, ".jpg", env.now()
+        )
+
     async def _say(self, chat_id: int, reply: Reply, reply_to: int | None = None) -> None:
         """Answer the person who wrote, directly (not through the outbox)."""
         pieces = split(render(reply))
@@ -397,6 +429,14 @@ class TelegramTransport:
             except NetworkError as exc:
                 log.warning("telegram reply failed: %s", type(exc).__name__)
                 return
+        for relative in reply.images[:10]:
+            try:
+                content = await asyncio.to_thread(
+                    lambda r=relative: attachments.path_of(self.bot.env, r).read_bytes()
+                )
+                await self.application.bot.send_photo(chat_id=chat_id, photo=content)
+            except (OSError, ValueError, NetworkError) as exc:
+                log.warning("telegram photo not sent: %s", type(exc).__name__)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error(

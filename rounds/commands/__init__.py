@@ -30,6 +30,8 @@ class Context:
     via: str
     args: str
     chat: str = ""
+    # Photos that came with the message, already stored by the transport.
+    photos: tuple[str, ...] = ()
 
     def t(self, key: str, /, **params: object) -> str:
         return self.env.words.t(key, **params)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rounds.commands import Context, command
 from rounds.commands.replies import filed_reply
 from rounds.db.models import Form
-from rounds.itsm import forms, incidents
+from rounds.itsm import attachments, forms, incidents
 from rounds.itsm.access import Action
 from rounds.itsm.context import Env
 from rounds.itsm.errors import Invalid
@@ -19,6 +19,11 @@ from rounds.reply import Button, Reply
 
 REPORT = "report"
 STEPS = ("system", "location", "impact", "urgency", "description", "confirm")
+# Where people can send pictures, the report asks for photos before the summary.
+PHOTO_STEPS = ("system", "location", "impact", "urgency", "description", "photos", "confirm")
+PHOTO_TRANSPORTS = frozenset({"telegram"})
+MAX_PHOTOS = 5
+DONE_WORDS = {"done", "skip", "no", "完成", "跳过", "没有", "好了"}
 IMPACTS = ("I1", "I2", "I3", "I4")
 URGENCIES = ("U1", "U2", "U3")
 CANCEL_WORDS = {"cancel", "/cancel", "取消", "退出"}
@@ -48,6 +53,8 @@ def answer(ctx: Context, text: str) -> Reply:
     if text.lower() in CANCEL_WORDS:
         forms.finish(ctx.session, form)
         return Reply(ctx.t("form.cancelled"))
+    if form.step == "photos" and ctx.photos:
+        return _take_photos(ctx, form)
 
     try:
         value = parse(ctx.env, form.step, text)
@@ -56,8 +63,12 @@ def answer(ctx: Context, text: str) -> Reply:
         question.text = ctx.t(exc.key, **exc.params) + "\n" + question.text
         return question
 
+    steps = steps_for(ctx.via)
+    if form.step == "photos":
+        forms.advance(ctx.env, form, form.data.get("photos", []), steps[steps.index("photos") + 1])
+        return _question(ctx, form)
     if form.step != "confirm":
-        forms.advance(ctx.env, form, value, STEPS[STEPS.index(form.step) + 1])
+        forms.advance(ctx.env, form, value, steps[steps.index(form.step) + 1])
         return _question(ctx, form)
 
     data = form.data
@@ -66,7 +77,25 @@ def answer(ctx: Context, text: str) -> Reply:
     filed = incidents.report(
         ctx.session, ctx.env, ctx.person, data["description"], via=ctx.via, answers=_answers(data)
     )
+    for path in data.get("photos", []):
+        attachments.attach(
+            ctx.session, ctx.env, filed.incident, path, by=ctx.person.name, via=ctx.via
+        )
     return filed_reply(ctx, filed)
+
+
+def steps_for(via: str) -> tuple[str, ...]:
+    return PHOTO_STEPS if via in PHOTO_TRANSPORTS else STEPS
+
+
+def _take_photos(ctx: Context, form: Form) -> Reply:
+    photos = [*form.data.get("photos", []), *ctx.photos][:MAX_PHOTOS]
+    forms.advance(ctx.env, form, photos, "photos")  # stays at this step, a while longer
+    return Reply(
+        ctx.t("form.photo_added", count=len(photos)),
+        buttons=[Button(ctx.t("form.photos_done"), "done", "primary")],
+        choices=True,
+    )
 
 
 def _answers(data: dict) -> incidents.ReportAnswers:
@@ -142,6 +171,12 @@ def _question(ctx: Context, form: Form) -> Reply:
         return Reply("\n".join(lines), buttons=buttons, choices=True)
     if step == "description":
         return Reply(ctx.t("form.ask_description"))
+    if step == "photos":
+        return Reply(
+            ctx.t("form.ask_photos"),
+            buttons=[Button(ctx.t("form.photos_done"), "done")],
+            choices=True,
+        )
     data = form.data
     priority = incidents.assess(ctx.env, data["description"], _answers(data)).priority
     label = dict(_systems(ctx)).get(data["system"], data["system"])
@@ -154,6 +189,8 @@ def _question(ctx: Context, form: Form) -> Reply:
         priority=priority,
         description=data["description"],
     )
+    if data.get("photos"):
+        summary += "\n" + ctx.t("form.summary_photos", count=len(data["photos"]))
     return Reply(
         summary,
         buttons=[
@@ -198,6 +235,10 @@ def parse(env: Env, step: str, text: str) -> str | None:
         if not text:
             raise Invalid("form.description_needed")
         return text
+    if step == "photos":
+        if text.lower() not in DONE_WORDS:
+            raise Invalid("form.photo_or_done")
+        return None
     if text.lower() not in YES_WORDS:
         raise Invalid("form.confirm_or_cancel")
     return "yes"

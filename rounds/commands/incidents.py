@@ -6,7 +6,7 @@ from __future__ import annotations
 from rounds.commands import Context, command, forms, require, split_first
 from rounds.commands.replies import filed_reply
 from rounds.db.models import AuditEntry, Incident
-from rounds.itsm import audit, cards, incidents
+from rounds.itsm import attachments, audit, cards, incidents
 from rounds.itsm.access import Action
 from rounds.itsm.paging import MARKS
 from rounds.reply import Reply
@@ -37,6 +37,10 @@ def report(ctx: Context) -> Reply:
     if not ctx.args.strip():
         return forms.start_report(ctx)
     filed = incidents.report(ctx.session, ctx.env, ctx.person, ctx.args, via=ctx.via)
+    for path in ctx.photos:  # a photo sent with "/report ..." as its caption
+        attachments.attach(
+            ctx.session, ctx.env, filed.incident, path, by=ctx.person.name, via=ctx.via
+        )
     return filed_reply(ctx, filed)
 
 
@@ -75,7 +79,10 @@ def show(ctx: Context) -> list[Reply]:
                 detail=detail,
             )
         )
-    return [cards.card(ctx.env, incident), Reply("\n".join(lines))]
+    photos = [a.path for a in attachments.of_incident(ctx.session, incident.id)]
+    if photos:
+        lines.append(ctx.t("incident.photos", count=len(photos)))
+    return [cards.card(ctx.env, incident), Reply("\n".join(lines), images=photos)]
 
 
 def _detail(ctx: Context, entry: AuditEntry) -> str:
