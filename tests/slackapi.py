@@ -36,7 +36,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -46,6 +45,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 JSON_FIELDS = ("blocks", "attachments", "view", "metadata")  # JSON strings inside forms
 
@@ -85,8 +86,10 @@ def sign(signing_secret: str, body: str, timestamp: int | None = None) -> dict[s
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """A local Slack Web API: ``with FakeSlack() as fake: AsyncWebClient(base_url=...)``."""
+
+    label = "Slack"
 
     def __init__(
         self,
@@ -102,9 +105,7 @@ class FakeSlack:
         self.team_id, self.team_domain = team_id, team_domain
         self.bot_user_id, self.bot_id, self.app_id = bot_user_id, bot_id, app_id
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._port = 0
+        super().__init__()
         self.reset()
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
@@ -130,67 +131,10 @@ class FakeSlack:
             self._ts = itertools.count(1)
             self._ids = itertools.count(1)
 
-    def start(self) -> FakeSlack:
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, args=(sock, ready, failure), name="fake-slack", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(10) or failure:
-            self.stop()
-            raise RuntimeError(f"fake Slack server did not start: {failure}")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _serve(self, sock: socket.socket, ready: threading.Event, failure: list) -> None:
-        loop = self._loop
-        assert loop is not None
-        asyncio.set_event_loop(loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/hooks/response/{n}", self._response_url)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        try:
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, sock).start())
-        except BaseException as e:  # report to start(), which is waiting
-            failure.append(e)
-            loop.close()
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        if not self._port:
-            raise RuntimeError("FakeSlack is not started")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def base_url(self) -> str:

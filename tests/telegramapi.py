@@ -62,7 +62,6 @@ import html
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -72,6 +71,8 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 MAX_TEXT, MAX_CAPTION = 4096, 1024
 # Form fields Telegram takes as plain strings; all others arrive JSON-encoded.
@@ -268,8 +269,11 @@ def _commands(text: str | None) -> list[dict[str, Any]]:
     ]
 
 
-class FakeTelegram:
+class FakeTelegram(LoopbackServer):
     """A local Bot API: ``with FakeTelegram() as fake: Bot(token, base_url=fake.base_url)``."""
+
+    label = "Telegram"
+    client_max_size = 64 * 1024 * 1024
 
     def __init__(
         self,
@@ -291,9 +295,7 @@ class FakeTelegram:
             "supports_inline_queries": False,
         }
         self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._port = 0
+        super().__init__()
         self.reset()
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getMe": lambda args: self.me,
@@ -333,66 +335,9 @@ class FakeTelegram:
             self._down = False
             self._poller: object | None = None
 
-    def start(self) -> FakeTelegram:
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, args=(sock, ready, failure), name="fake-telegram", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(10) or failure:
-            self.stop()
-            raise RuntimeError(f"fake Telegram server did not start: {failure}")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> FakeTelegram:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _serve(self, sock: socket.socket, ready: threading.Event, failure: list) -> None:
-        loop = self._loop
-        assert loop is not None
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        try:
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, sock).start())
-        except BaseException as e:  # report to start(), which is waiting
-            failure.append(e)
-            loop.close()
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        if not self._port:
-            raise RuntimeError("FakeTelegram is not started")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def base_url(self) -> str:

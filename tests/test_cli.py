@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import sqlite3
@@ -16,6 +15,7 @@ import pytest
 
 from rounds.db.migrate import head_revision
 from tests.conftest import write_config
+from tests.running import clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +30,6 @@ resolve INC-1 fixed
 
 
 # --- running rounds ---------------------------------------------------------------------------
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any ROUNDS_ variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUNDS_")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    env.update(extra)
-    return env
 
 
 def rounds(

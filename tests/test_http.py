@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
+from tests.running import clean_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,20 +27,6 @@ PROCESS_TIMEOUT = 120
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any ROUNDS_ variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUNDS_")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(process: subprocess.Popen) -> int:

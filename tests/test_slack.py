@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import json
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +19,10 @@ from sqlalchemy import func, select
 from rounds.bot.app import App
 from rounds.bot.slack_blocks import blocks as block_kit
 from rounds.config import load_config
-from rounds.db.models import AuditEntry, Incident
+from rounds.db.models import AuditEntry
 from rounds.reply import Button, Reply
 from tests.conftest import write_config
+from tests.running import RunningBot, free_port
 from tests.slackapi import FakeSlack, sign
 
 pytestmark = pytest.mark.slow
@@ -66,47 +64,12 @@ rotation = ["eng.wang"]
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class SlackBot(RunningBot):
+    """``rounds run`` with Slack in HTTP mode, and a way to talk to it as Slack does."""
 
-
-class SlackBot:
-    """``rounds run`` with Slack in HTTP mode, in a thread, and a way to talk to it."""
-
-    def __init__(self, app: App, port: int, fake: FakeSlack) -> None:
-        self.app, self.port, self.fake = app, port, fake
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def serve() -> None:
-            self.stop_event = asyncio.Event()
-            await self.app.serve(None, io.StringIO(), self.stop_event)
-
-        self.loop.run_until_complete(serve())
-
-    def start(self) -> SlackBot:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(timeout=30)
-        self.loop.close()
+    def __init__(self, app: App, fake: FakeSlack) -> None:
+        super().__init__(app)
+        self.fake = fake
 
     def post(
         self, body: str, *, headers: dict[str, str] | None = None, json_body: bool = False
@@ -143,10 +106,6 @@ class SlackBot:
         body = self.fake.block_actions_body(user, channel, message_ts, action_id, value)
         return self.post(body)[0]
 
-    def incidents(self) -> list[Incident]:
-        with self.app.db.session(write=False) as s:
-            return list(s.scalars(select(Incident).order_by(Incident.id)))
-
 
 @pytest.fixture
 def fake() -> Iterator[FakeSlack]:
@@ -167,7 +126,7 @@ def slack_bot(tmp_path: Path, fake: FakeSlack, database_url: str) -> Iterator[Sl
     )
     app = App(config)
     app.upgrade()
-    bot = SlackBot(app, port, fake).start()
+    bot = SlackBot(app, fake).start()
     try:
         yield bot
     finally:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 import itertools
 import json
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,9 +16,10 @@ from sqlalchemy import select
 from rounds.bot.app import App
 from rounds.bot.telegram import render, split
 from rounds.config import load_config
-from rounds.db.models import AuditEntry, Incident
+from rounds.db.models import AuditEntry
 from rounds.reply import Reply
 from tests.conftest import write_config
+from tests.running import RunningBot, free_port
 from tests.telegramapi import FakeTelegram
 
 pytestmark = pytest.mark.slow
@@ -64,53 +61,6 @@ rotation = ["eng.wang"]
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class TelegramBot:
-    """``rounds run`` with Telegram, in a thread."""
-
-    def __init__(self, app: App, port: int) -> None:
-        self.app, self.port = app, port
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def serve() -> None:
-            self.stop_event = asyncio.Event()
-            await self.app.serve(None, io.StringIO(), self.stop_event)
-
-        self.loop.run_until_complete(serve())
-
-    def start(self) -> TelegramBot:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(timeout=30)
-        self.loop.close()
-
-    def incidents(self) -> list[Incident]:
-        with self.app.db.session(write=False) as s:
-            return list(s.scalars(select(Incident).order_by(Incident.id)))
-
-
 def make_bot(tmp_path: Path, fake: FakeTelegram, database_url: str, extra: str = "") -> App:
     port = free_port()
     text = (
@@ -134,9 +84,9 @@ def fake() -> Iterator[FakeTelegram]:
 
 
 @pytest.fixture
-def telegram_bot(tmp_path: Path, fake: FakeTelegram, database_url: str) -> Iterator[TelegramBot]:
+def telegram_bot(tmp_path: Path, fake: FakeTelegram, database_url: str) -> Iterator[RunningBot]:
     app = make_bot(tmp_path, fake, database_url)
-    bot = TelegramBot(app, app.config.http.port).start()
+    bot = RunningBot(app).start()
     try:
         yield bot
     finally:
@@ -304,7 +254,7 @@ def test_webhook_mode_registers_itself_and_refuses_a_wrong_secret(tmp_path, fake
         f'webhook_secret = "{SECRET}"\n'
     )
     app = make_bot(tmp_path, fake, database_url, extra)
-    bot = TelegramBot(app, app.config.http.port).start()
+    bot = RunningBot(app).start()
     url = f"http://127.0.0.1:{app.config.http.port}/telegram/webhook"
 
     def post(update: dict, secret: str | None) -> int:
@@ -355,7 +305,7 @@ def test_a_refused_start_up_call_is_given_up_and_the_bot_still_serves(
 ):
     fake.fail("setMyCommands", status=400, description="Bad Request: BOT_COMMAND_INVALID")
     app = make_bot(tmp_path, fake, database_url)
-    bot = TelegramBot(app, app.config.http.port).start()
+    bot = RunningBot(app).start()
     try:
         fake.push_message(NURSE, NURSE, "/report 门诊3号窗口打印机卡纸")
         assert "INC-1" in card(fake)["text"]
@@ -406,7 +356,7 @@ def test_a_photo_captioned_report_files_with_the_photo(telegram_bot, fake):
 
 def test_a_photo_too_large_is_refused_with_a_sentence(tmp_path, fake, database_url):
     app = make_bot(tmp_path, fake, database_url, "max_photo_bytes = 10000\n")
-    bot = TelegramBot(app, app.config.http.port).start()
+    bot = RunningBot(app).start()
     try:
         fake.push_photo(NURSE, NURSE, JPEG * 10, caption="/report 打印机卡纸")
         answer = fake.wait_for(lambda: fake.messages(NURSE))[0]["text"]

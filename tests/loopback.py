@@ -1,0 +1,92 @@
+"""An aiohttp server on 127.0.0.1, on a free port, in a thread and event loop of its own.
+
+The fake chat platforms build on it, so that synchronous tests and tests running their
+own event loop can both talk to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Self
+
+from aiohttp import web
+
+
+class LoopbackServer:
+    """Subclasses add their routes in :meth:`routes`; ``with Server() as s: s.url``."""
+
+    label = "loopback"
+    client_max_size = 1024 * 1024
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._port = 0
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._serve,
+            args=(sock, ready, failure),
+            name=f"fake-{self.label}",
+            daemon=True,
+        )
+        self._thread.start()
+        if not ready.wait(10) or failure:
+            self.stop()
+            raise RuntimeError(f"fake {self.label} server did not start: {failure}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no trailing slash)."""
+        if not self._port:
+            raise RuntimeError(f"fake {self.label} server is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    def _serve(self, sock: socket.socket, ready: threading.Event, failure: list) -> None:
+        loop = self._loop
+        assert loop is not None
+        asyncio.set_event_loop(loop)
+        app = web.Application(client_max_size=self.client_max_size)
+        self.routes(app)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.SockSite(runner, sock).start())
+        except BaseException as e:  # report to start(), which is waiting
+            failure.append(e)
+            loop.close()
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
