@@ -212,6 +212,10 @@ class IncidentsSection(_Section):
     auto_close_hours: Annotated[float, Field(ge=0, le=YEAR_HOURS, allow_inf_nan=False)]
 
 
+class OutboxSection(_Section):
+    keep_days: Annotated[float, Field(ge=1, le=3650, allow_inf_nan=False)]
+
+
 class FormsSection(_Section):
     expire_minutes: Annotated[float, Field(gt=0, le=WEEK_MINUTES, allow_inf_nan=False)]
 
@@ -275,6 +279,7 @@ class Config(_Section):
     escalation: EscalationSection
     incidents: IncidentsSection
     forms: FormsSection
+    outbox: OutboxSection
     systems: Annotated[list[SystemEntry], Field(min_length=1)]
     privacy: PrivacySection
     priority: PrioritySection

@@ -183,7 +183,12 @@ def test_jobs_are_stored_once_with_stable_ids_coalesced_and_never_overlapping(ap
 
     stored, seen = asyncio.run(start_twice())
 
-    assert stored == ["close-resolved-incidents", "escalate-incidents", "expire-abandoned-forms"]
+    assert stored == [
+        "close-resolved-incidents",
+        "escalate-incidents",
+        "expire-abandoned-forms",
+        "prune-delivered-rows",
+    ]
     assert {(j.coalesce, j.misfire_grace_time, j.max_instances) for j in seen} == {(True, None, 1)}
 
 

@@ -22,7 +22,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
 from rounds.bot.console import ConsoleSender
@@ -37,6 +37,7 @@ from rounds.bot.dispatcher import (
 )
 from rounds.db.engine import Database
 from rounds.db.models import MessageRef, OutboxMessage
+from rounds.handlers import jobs
 from rounds.itsm import notify as outbox
 from rounds.reply import Reply
 
@@ -767,3 +768,43 @@ def test_a_message_whose_lease_ran_out_before_its_turn_is_left_for_the_next_clai
     assert load(app, second).status == "sending"  # still leased; nobody sent it late
     drain(d)
     assert sender.sent == [first, second]
+
+
+def test_delivered_messages_are_pruned_after_the_kept_days_and_unsent_ones_never(app, clock):
+    old_sent = queue(app, "#ops", "sent long ago")
+    old_dead = queue(app, "#ops", "refused long ago")
+    old_pending = queue(app, "#managers", "still waiting")
+    with app.db.session() as s:
+        s.get(OutboxMessage, old_sent).status = "sent"
+        s.get(OutboxMessage, old_dead).status = "dead"
+    clock.advance(days=8)
+    recent = queue(app, "#ops", "sent today")
+    with app.db.session() as s:
+        s.get(OutboxMessage, recent).status = "sent"
+
+    removed = jobs.prune_old_rows(app)
+
+    assert removed[0] == 2
+    assert sorted(r.id for r in all_rows(app)) == [old_pending, recent]
+
+
+def test_the_claim_finds_unsent_messages_by_index_not_by_reading_the_history(app, clock):
+    """Without statistics, SQLite must still reach the few unsent rows through an index."""
+    if app.db.dialect != "sqlite":
+        pytest.skip("the plan checked here is SQLite's; PostgreSQL plans with statistics")
+    plans: list[str] = []
+
+    @event.listens_for(app.db.engine, "before_cursor_execute")
+    def explain(conn, cursor, statement, params, context, executemany):
+        if "EXISTS" in statement and "FROM outbox" in statement:
+            plans.extend(
+                row[3]
+                for row in cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, params)
+            )
+
+    queue(app, "#ops", "one")
+    dispatcher(app, clock, FakeSender()).claim()
+    event.remove(app.db.engine, "before_cursor_execute", explain)
+
+    assert plans and not any(p.startswith("SCAN outbox") for p in plans), plans
+    assert any("ix_outbox_unsent" in p for p in plans), plans

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from rounds.clock import Clock
@@ -114,7 +114,12 @@ class Dispatcher:
         )
         query = (
             select(OutboxMessage.id)
-            .where(OutboxMessage.platform.in_(platforms), self._due(now), ~blocked)
+            .where(
+                OutboxMessage.status.in_(UNSENT),  # the selective term, first in the index
+                OutboxMessage.platform.in_(platforms),
+                self._due(now),
+                ~blocked,
+            )
             .order_by(OutboxMessage.id)
             .limit(self.batch)
             # PostgreSQL: replicas skip each other's candidates instead of waiting on them.
@@ -324,6 +329,21 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
         log.info("dispatcher stopped instance=%s", self.instance)
+
+
+def prune(db: Database, before: datetime) -> int:
+    """Delete sent and dead messages created before ``before``; return how many.
+
+    Nothing reads old sent rows (edits and threads find their message in ``message_refs``),
+    and keeping them would make every claim pay for the whole history.
+    """
+    with db.session() as session:
+        result = session.execute(
+            delete(OutboxMessage).where(
+                OutboxMessage.status.in_(("sent", "dead")), OutboxMessage.created_at < before
+            )
+        )
+        return result.rowcount or 0
 
 
 def pending_count(db: Database) -> tuple[int, datetime | None]:

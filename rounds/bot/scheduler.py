@@ -41,6 +41,11 @@ def job_specs(config: Config) -> list[JobSpec]:
             IntervalTrigger(minutes=5),
         ),
         JobSpec(
+            "prune-delivered-rows",
+            "rounds.handlers.jobs:prune_delivered_rows",
+            IntervalTrigger(hours=1),
+        ),
+        JobSpec(
             "expire-abandoned-forms",
             "rounds.handlers.jobs:expire_abandoned_forms",
             IntervalTrigger(minutes=1),

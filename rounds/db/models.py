@@ -141,7 +141,9 @@ class OutboxMessage(Base):
 
     __table_args__ = (
         Index("ix_outbox_status_next", "status", "next_attempt_at"),
-        Index("ix_outbox_conversation", "platform", "address", "status", "id"),
+        # Status first: the dispatcher looks for the few unsent rows among every row ever
+        # sent, and without statistics SQLite must be able to find them by this index.
+        Index("ix_outbox_unsent", "status", "platform", "address", "id"),
     )
 
 

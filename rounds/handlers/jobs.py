@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Protocol
 
+from rounds.bot.dedup import forget_before
+from rounds.bot.dispatcher import prune
 from rounds.db.engine import Database
 from rounds.itsm import escalation, forms, incidents
 from rounds.itsm.context import Env
@@ -62,6 +65,13 @@ def expire_forms(runtime: Runtime) -> list[forms.Owner]:
         return forms.expire(session, runtime.env)
 
 
+def prune_old_rows(runtime: Runtime) -> tuple[int, int]:
+    """Drop delivered messages and inbound keys older than the configured days."""
+    now = runtime.env.now()
+    keep = timedelta(days=runtime.env.config.outbox.keep_days)
+    return prune(runtime.db, now - keep), forget_before(runtime.db, now - keep)
+
+
 async def escalate_incidents() -> None:
     """Job ``escalate-incidents``."""
     runtime = _bound()
@@ -93,3 +103,10 @@ async def expire_abandoned_forms() -> None:
         return
     log.info("job=expire-abandoned-forms dropped=%d", len(dropped))
     runtime.wake_dispatcher()
+
+
+async def prune_delivered_rows() -> None:
+    """Job ``prune-delivered-rows``."""
+    runtime = _bound()
+    messages, keys = await asyncio.to_thread(prune_old_rows, runtime)
+    log.info("job=prune-delivered-rows messages=%d inbound_keys=%d", messages, keys)

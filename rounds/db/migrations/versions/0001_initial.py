@@ -99,7 +99,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_outbox_conversation", ["platform", "address", "status", "id"], unique=False
+            "ix_outbox_unsent", ["status", "platform", "address", "id"], unique=False
         )
         batch_op.create_index("ix_outbox_status_next", ["status", "next_attempt_at"], unique=False)
 
@@ -128,7 +128,7 @@ def downgrade() -> None:
     op.drop_table("incident_pages")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_status_next")
-        batch_op.drop_index("ix_outbox_conversation")
+        batch_op.drop_index("ix_outbox_unsent")
 
     op.drop_table("outbox")
     op.drop_table("message_refs")
