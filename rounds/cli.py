@@ -84,8 +84,10 @@ def _setup_logging(config: Config, quiet: bool = False) -> None:
     level = getattr(logging, config.rounds.log_level)
     if quiet and level < logging.WARNING:
         level = logging.WARNING
-    # APScheduler says "Running job" at INFO on every run; keep its warnings only.
-    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
+    # APScheduler says "Running job" at INFO on every run; httpx logs every request's URL
+    # at INFO, and a Telegram URL holds the bot's token. Keep their warnings only.
+    for noisy in ("apscheduler", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -70,6 +70,11 @@ class SlackBot(RunningBot):
     def __init__(self, app: App, fake: FakeSlack) -> None:
         super().__init__(app)
         self.fake = fake
+        self.hooks: dict[str, str] = {}  # response URL -> the user who asked
+
+    def answers(self, user: str) -> list[str]:
+        """What ``user`` was told privately: through their response URLs or ephemerals."""
+        return answers(self.fake, user, self.hooks)
 
     def post(
         self, body: str, *, headers: dict[str, str] | None = None, json_body: bool = False
@@ -92,7 +97,9 @@ class SlackBot(RunningBot):
             return exc.code, exc.read().decode()
 
     def command(self, user: str, text: str, channel: str = OPS) -> tuple[int, str]:
-        return self.post(self.fake.slash_command_body("/rounds", text, user, channel))
+        body = self.fake.slash_command_body("/rounds", text, user, channel)
+        self.hooks[dict(parse_qsl(body))["response_url"]] = user
+        return self.post(body)
 
     def press(self, user: str, message_ts: str, value: str, channel: str = OPS) -> int:
         card = next(m for m in self.fake.messages(channel) if m["ts"] == message_ts)
@@ -104,6 +111,7 @@ class SlackBot(RunningBot):
             if e["value"] == value
         )
         body = self.fake.block_actions_body(user, channel, message_ts, action_id, value)
+        self.hooks[json.loads(dict(parse_qsl(body))["payload"])["response_url"]] = user
         return self.post(body)[0]
 
 
@@ -134,6 +142,16 @@ def slack_bot(tmp_path: Path, fake: FakeSlack, database_url: str) -> Iterator[Sl
         app.close()
 
 
+def answers(fake: FakeSlack, user: str, hooks: dict[str, str]) -> list[str]:
+    mine = {url.rsplit("/", 1)[-1] for url, who in hooks.items() if who == user}
+    told = [
+        c.args.get("text", "")
+        for c in fake.calls_to("response_url")
+        if str(c.args.get("_hook")) in mine
+    ]
+    return told + [e["text"] for e in fake.ephemerals(user)]
+
+
 def card(fake: FakeSlack) -> dict:
     return fake.wait_for(lambda: [m for m in fake.messages(OPS) if not m["thread_ts"]])[0]
 
@@ -153,8 +171,8 @@ def test_a_staff_report_posts_a_card_pages_the_duty_engineer_and_answers_private
     actions = next(b for b in posted["blocks"] if b["type"] == "actions")["elements"]
     assert [e["value"] for e in actions] == ["ack INC-1", "resolve INC-1"]
     assert fake.wait_for(lambda: fake.messages(WANG))  # the duty engineer's DM
-    mine = fake.wait_for(lambda: fake.ephemerals(NURSE))
-    assert "Filed INC-1" in mine[0]["text"]
+    mine = fake.wait_for(lambda: slack_bot.answers(NURSE))
+    assert "Filed INC-1" in mine[0]
 
 
 def test_an_engineer_pressing_acknowledge_updates_the_card_in_place(slack_bot, fake):
@@ -177,12 +195,12 @@ def test_a_staff_member_pressing_acknowledge_is_refused_privately_and_nothing_ch
 ):
     slack_bot.command(NURSE, "report 门诊3号窗口打印机卡纸")
     posted = card(fake)
-    fake.wait_for(lambda: fake.ephemerals(NURSE))
+    fake.wait_for(lambda: slack_bot.answers(NURSE))
 
     slack_bot.press(NURSE, posted["ts"], "ack INC-1")
 
-    refusal = fake.wait_for(lambda: [e for e in fake.ephemerals(NURSE) if "may not" in e["text"]])
-    assert "acknowledge INC-1" in refusal[0]["text"]
+    refusal = fake.wait_for(lambda: [a for a in slack_bot.answers(NURSE) if "may not" in a])
+    assert "acknowledge INC-1" in refusal[0]
     assert fake.calls_to("chat.update") == []
     assert slack_bot.incidents()[0].status == "open"
 
@@ -194,9 +212,9 @@ def test_a_double_click_acknowledges_once_and_says_nothing_twice(slack_bot, fake
     slack_bot.press(WANG, posted["ts"], "ack INC-1")
     slack_bot.press(WANG, posted["ts"], "ack INC-1")
 
-    fake.wait_for(lambda: fake.ephemerals(WANG))
+    fake.wait_for(lambda: slack_bot.answers(WANG))
     time.sleep(0.5)  # give a second handling the chance it must not take
-    assert len(fake.ephemerals(WANG)) == 1
+    assert len(slack_bot.answers(WANG)) == 1
     with slack_bot.app.db.session(write=False) as s:
         acks = s.scalar(
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "ack")
@@ -433,19 +451,20 @@ def socket_app(tmp_path: Path, fake: FakeSlack, database_url: str) -> Iterator[A
 def test_socket_mode_requests_reach_the_same_handlers(socket_app, fake):
     transport = socket_app.transports["slack"]
     slash = dict(parse_qsl(fake.slash_command_body("/rounds", "report 打印机卡纸", NURSE, OPS)))
+    hooks = {slash["response_url"]: NURSE}
 
     async def scenario() -> None:
         response = await transport.bolt.async_dispatch(
             AsyncBoltRequest(mode="socket_mode", body=slash)
         )
         assert response.status == 200
-        await fake.wait_for_async(lambda: fake.ephemerals(NURSE))
+        await fake.wait_for_async(lambda: answers(fake, NURSE, hooks))
         await socket_app.dispatcher.drain()
 
     asyncio.run(scenario())
 
     assert "INC-1" in text_of(card(fake))
-    assert "Filed INC-1" in fake.ephemerals(NURSE)[0]["text"]
+    assert "Filed INC-1" in answers(fake, NURSE, hooks)[0]
 
 
 class DroppedSocket:
@@ -457,13 +476,20 @@ class DroppedSocket:
             return False
 
 
-def test_a_dropped_socket_with_no_recent_event_is_reported_stale(socket_app):
+def test_a_socket_down_longer_than_stale_seconds_with_no_event_is_reported_stale(socket_app):
     transport = socket_app.transports["slack"]
     transport._socket = DroppedSocket()
 
-    health = asyncio.run(transport.health())
+    just_dropped = asyncio.run(transport.health())
+    transport._down_since = time.monotonic() - socket_app.config.slack.stale_seconds - 1
+    long_down = asyncio.run(transport.health())
 
-    assert (health["mode"], health["connected"], health["status"]) == ("socket", False, "stale")
+    assert (just_dropped["connected"], just_dropped["status"]) == (False, "ok")
+    assert (long_down["mode"], long_down["connected"], long_down["status"]) == (
+        "socket",
+        False,
+        "stale",
+    )
 
 
 def test_messages_to_one_channel_are_paced_about_one_a_second(slack_bot, fake):
@@ -474,3 +500,26 @@ def test_messages_to_one_channel_are_paced_about_one_a_second(slack_bot, fake):
     posts = [c.at for c in fake.calls_to("chat.postMessage") if c.args["channel"] == OPS]
     gaps = [later - earlier for earlier, later in itertools.pairwise(posts)]
     assert all(gap >= 0.9 for gap in gaps), gaps
+
+
+def test_a_command_in_a_channel_the_bot_is_not_in_is_still_answered(slack_bot, fake):
+    fake.fail("chat.postEphemeral", error="not_in_channel", times=5)
+
+    slack_bot.command(NURSE, "whoami", channel="CELSEWHERE")
+
+    assert "李护士" in fake.wait_for(lambda: slack_bot.answers(NURSE))[0]
+
+
+def test_slack_markup_in_a_dm_reaches_rounds_as_plain_text(slack_bot, fake):
+    dm = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": "DNURSE",
+        "user": NURSE,
+        "text": "report 打印机 &amp; 扫描仪 坏了 见 <http://his.example.org|his.example.org>",
+        "ts": "1.000009",
+    }
+    slack_bot.post(fake.event_body(dm), json_body=True)
+
+    card(fake)
+    assert slack_bot.incidents()[0].title == "打印机 & 扫描仪 坏了 见 his.example.org"

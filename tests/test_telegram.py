@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from rounds.bot.app import App
-from rounds.bot.telegram import render, split
+from rounds.bot.telegram import render, split, utf16_len
 from rounds.config import load_config
 from rounds.db.models import AuditEntry
 from rounds.reply import Reply
@@ -296,8 +296,10 @@ def test_html_is_escaped_and_long_text_is_split_at_4096():
 
     pieces = split(render(Reply("行" * 3000 + "\n" + "&" * 3000)))
     assert pieces[0] == "行" * 3000
-    assert all(len(p) <= 4096 for p in pieces)
+    assert all(utf16_len(p) <= 4096 for p in pieces)
     assert "".join(pieces[1:]) == "&amp;" * 3000  # no entity cut in half
+    emoji = split("😀" * 3000)  # two UTF-16 units each, as Telegram counts
+    assert [utf16_len(p) for p in emoji] == [4096, 1904]
 
 
 def test_a_refused_start_up_call_is_given_up_and_the_bot_still_serves(
@@ -375,3 +377,48 @@ def test_a_stray_photo_is_answered_and_not_kept(telegram_bot, fake):
     assert "no report is in progress" in answer
     data = telegram_bot.app.config.rounds.data_dir
     assert [p for p in (data / "attachments").rglob("*") if p.is_file()] == []
+
+
+def test_an_update_that_could_not_be_handled_comes_again_and_is_not_lost(telegram_bot, fake):
+    db = telegram_bot.app.db
+    with db.engine.begin() as conn:  # the database cannot answer for a moment
+        conn.exec_driver_sql("ALTER TABLE forms RENAME TO forms_away")
+    fake.push_message(NURSE, NURSE, "/report 门诊3号窗口打印机卡纸")
+    time.sleep(1.5)
+    assert telegram_bot.incidents() == []
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE forms_away RENAME TO forms")
+
+    assert "INC-1" in card(fake)["text"]
+    assert len(telegram_bot.incidents()) == 1
+
+
+def test_a_double_tap_answers_one_step_of_the_report(telegram_bot, fake):
+    fake.push_message(NURSE, NURSE, "/report")
+    first = fake.wait_for(lambda: fake.messages(NURSE))[-1]
+
+    fake.push_callback(NURSE, NURSE, first["message_id"], "PACS")
+    fake.push_callback(NURSE, NURSE, first["message_id"], "PACS")
+
+    fake.wait_for(lambda: any("2/5" in (m["text"] or "") for m in fake.messages(NURSE)))
+    time.sleep(0.5)
+    assert not any("3/5" in (m["text"] or "") for m in fake.messages(NURSE))
+
+
+def test_a_photo_at_a_step_that_asks_no_photo_asks_again(telegram_bot, fake):
+    fake.push_message(NURSE, NURSE, "/report")
+    fake.wait_for(lambda: fake.messages(NURSE))
+    fake.push_photo(NURSE, NURSE, JPEG)
+
+    again = fake.wait_for(
+        lambda: [m for m in fake.messages(NURSE) if "needs no photo" in (m["text"] or "")]
+    )
+    assert "1/5" in again[0]["text"]
+    data = telegram_bot.app.config.rounds.data_dir
+    assert [p for p in (data / "attachments").rglob("*") if p.is_file()] == []
+
+
+def test_start_shows_the_help(telegram_bot, fake):
+    fake.push_message(NURSE, NURSE, "/start")
+
+    assert "Commands:" in fake.wait_for(lambda: fake.messages(NURSE))[0]["text"]

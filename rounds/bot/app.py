@@ -78,11 +78,15 @@ class App:
         if telegram is not None and self.config.telegram.mode == "webhook":
             routes.append(("POST", "/telegram/webhook", telegram.handle_webhook))
         runner = await start_http(self, self.config.http.host, self.config.http.port, routes)
-        for transport in self.transports.values():
-            await transport.start()
         jobs.bind(self)
         scheduler = build_scheduler(self.db, self.config)
         scheduler.start()
+        # A chat platform that cannot be reached yet must not hold up the others, the
+        # scheduler or the dispatcher: each starts (and keeps retrying) on its own.
+        starting = [
+            asyncio.create_task(t.start(), name=f"start-{name}")
+            for name, t in self.transports.items()
+        ]
         console = None
         if console_in is not None:
             first = self.config.people[0].name if self.config.people else "staff"
@@ -99,10 +103,10 @@ class App:
         try:
             await stop.wait()
         finally:
-            for task in tasks:
-                if task.get_name() == "console":
+            for task in tasks + starting:
+                if task.get_name() == "console" or task in starting:
                     task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *starting, return_exceptions=True)
             scheduler.shutdown(wait=False)
             jobs.bind(None)
             for transport in self.transports.values():

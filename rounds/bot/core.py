@@ -39,6 +39,8 @@ class Inbound:
     chat: str = ""
     # Photos the transport downloaded and stored with this message (relative paths).
     photos: tuple[str, ...] = ()
+    # Whether the platform lets people send pictures in this chat.
+    accepts_photos: bool = False
 
 
 class Bot:
@@ -144,6 +146,7 @@ class Bot:
         words = self.env.words
         started = time.perf_counter()
         outcome = "ok"
+        ctx: Context | None = None
         try:
             with self.db.session(write=write) as session:
                 ctx = Context(
@@ -154,6 +157,7 @@ class Bot:
                     args,
                     chat=inbound.chat,
                     photos=inbound.photos,
+                    accepts_photos=inbound.accepts_photos,
                 )
                 try:
                     result = handler(ctx)
@@ -173,6 +177,8 @@ class Bot:
             outcome = "error"
             result = Reply(words.t("error.unexpected", token=token), refused=True)
 
+        if inbound.photos and (ctx is None or not ctx.photos_taken):
+            self._discard(inbound.photos)  # nothing kept them: no photo lies about unrecorded
         elapsed = time.perf_counter() - started
         metrics.COMMANDS.labels(name, outcome).inc()
         metrics.COMMAND_SECONDS.observe(elapsed)

@@ -31,6 +31,12 @@ def first_time(db: Database, key: str, now: datetime, window: timedelta) -> bool
         return session.execute(statement).first() is not None
 
 
+def forget(db: Database, key: str) -> None:
+    """Forget one key: the delivery was not handled after all, so let it come again."""
+    with db.session() as session:
+        session.execute(delete(InboundSeen).where(InboundSeen.key == key[:200]))
+
+
 def forget_before(db: Database, moment: datetime) -> int:
     """Drop keys last seen before ``moment``; return how many."""
     with db.session() as session:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
 
 from rounds.config import Config
-from rounds.db.engine import Database
+from rounds.db.engine import Database, make_engine
 
 JOB_TABLE = "apscheduler_jobs"
+JOB_STORE_BUSY_MS = 250
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
 
 
@@ -53,13 +55,25 @@ def job_specs(config: Config) -> list[JobSpec]:
     ]
 
 
+def job_store_engine(db: Database) -> Engine:
+    """The store's own engine: on SQLite it waits at most a quarter second for the lock.
+
+    APScheduler 3 calls its store on the event loop. With Rounds' usual ten-second busy
+    timeout, another process holding the write lock would freeze the loop (and Slack's
+    three seconds) for as long; a short wait fails instead, and APScheduler tries again.
+    """
+    if db.dialect != "sqlite":
+        return db.engine
+    return make_engine(db.url, busy_ms=JOB_STORE_BUSY_MS)
+
+
 def build_scheduler(db: Database, config: Config) -> AsyncIOScheduler:
     """A scheduler whose jobs live in Rounds' own database; start it inside the loop."""
     # APScheduler 3 reads and updates its store on the event loop itself. Its reads run as
     # plain (deferred) transactions, so on SQLite they never wait for the write lock; its
     # one small write per run takes the lock only for that write.
     store = SQLAlchemyJobStore(
-        engine=db.engine.execution_options(rounds_write=False), tablename=JOB_TABLE
+        engine=job_store_engine(db).execution_options(rounds_write=False), tablename=JOB_TABLE
     )
     scheduler = AsyncIOScheduler(
         jobstores={"default": store}, job_defaults=JOB_DEFAULTS, timezone=config.zone

@@ -52,9 +52,6 @@ PERMANENT = {
     "channel_not_found",
     "not_in_channel",
     "is_archived",
-    "invalid_auth",
-    "account_inactive",
-    "token_revoked",
     "no_permission",
     "missing_scope",
     "invalid_blocks",
@@ -62,18 +59,38 @@ PERMANENT = {
     "message_not_found",
     "cant_update_message",
     "user_not_found",
-    "not_authed",
 }
+# Errors about the bot's own credentials: hold the messages until they are fixed.
+CREDENTIALS = {"invalid_auth", "account_inactive", "token_revoked", "not_authed"}
+CREDENTIALS_WAIT = 300.0
 MENTION = re.compile(r"^\s*<@[A-Z0-9]+>\s*")
+
+
+_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+
+
+def decode(text: str) -> str:
+    """Slack's markup in a message as plain text: links by their label, mentions kept.
+
+    Slack sends ``<https://x|label>``, ``<@U123>``, ``<!here>`` and escapes ``&<>``;
+    Rounds keeps plain text and escapes again on the way out.
+    """
+
+    def plain(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if label:
+            return label
+        if target.startswith("!"):
+            return "@" + target[1:].split("^", 1)[0]
+        return target
+
+    text = _LINK.sub(plain, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def person_for(bot: Bot, user_id: str) -> Person:
     """The configured person with this Slack id, or a stranger (staff) named after it."""
-    known = bot.env.people.by_slack(user_id)
-    if known is not None:
-        return known
-    name = f"slack.{user_id.lower()}"
-    return Person(name, user_id, frozenset({"staff"}), known=False, slack=user_id)
+    return bot.env.people.by_slack(user_id) or bot.env.people.stranger(PLATFORM, user_id)
 
 
 class SlackSender:
@@ -124,6 +141,9 @@ def translate(exc: SlackApiError) -> SendError:
     if status >= 500:
         return SendError(f"http {status}")
     error = response.get("error", "unknown") if hasattr(response, "get") else "unknown"
+    if error in CREDENTIALS:
+        # A token being rotated or an app reinstalled: hold the messages, do not drop them.
+        return SendError(f"slack: {error}", retry_after=CREDENTIALS_WAIT)
     return SendError(f"slack: {error}", permanent=error in PERMANENT)
 
 
@@ -149,6 +169,7 @@ class SlackTransport:
         self._warm: asyncio.Task | None = None
         self._socket: Any = None
         self.last_event_at: float | None = None
+        self._down_since: float | None = None
         self._register()
         dispatcher.senders[PLATFORM] = SlackSender(self.client)
 
@@ -168,21 +189,27 @@ class SlackTransport:
             await self._socket.close_async()
 
     async def health(self) -> dict[str, Any]:
-        age = (
-            None if self.last_event_at is None else round(time.monotonic() - self.last_event_at, 1)
-        )
+        """Socket Mode is "stale" when down, with no event, for ``stale_seconds``."""
+        now = time.monotonic()
+        age = None if self.last_event_at is None else round(now - self.last_event_at, 1)
         state: dict[str, Any] = {
             "mode": self.section.mode,
             "authorized": bool(self._identity),
             "last_event_seconds": age,
+            "status": "ok",
         }
         if self._socket is not None:
             connected = await self._socket.client.is_connected()
+            if connected:
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = now
+            down = 0.0 if self._down_since is None else now - self._down_since
+            quiet = age is None or age > self.section.stale_seconds
             state["connected"] = connected
-            stale = not connected and (age is None or age > self.section.stale_seconds)
-            state["status"] = "stale" if stale else "ok"
-        else:
-            state["status"] = "ok"
+            if not connected and down > self.section.stale_seconds and quiet:
+                state["status"] = "stale"
+                log.warning("slack socket down for %.0fs with no event", down)
         return state
 
     async def _warm_identity(self) -> None:
@@ -267,32 +294,34 @@ class SlackTransport:
         bolt.event("message")(self._on_message)
         bolt.event("app_home_opened")(self._on_home)
 
-    async def _on_command(self, ack: Any, body: dict) -> None:
+    async def _on_command(self, ack: Any, body: dict, respond: Any) -> None:
         await ack()
         user, channel, text = body["user_id"], body["channel_id"], body.get("text", "")
         name, args = split_command(text)
         if name == "report" and not args:
             await self._open_report_view(body["trigger_id"], channel)
             return
-        await self._answer_privately(channel, user, text)
+        await self._answer_privately(channel, user, text or "help", respond)
 
-    async def _on_button(self, ack: Any, body: dict) -> None:
+    async def _on_button(self, ack: Any, body: dict, respond: Any) -> None:
         await ack()
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
         message_ts = (body.get("container") or {}).get("message_ts", "")
         command = body["actions"][0]["value"]
+        name, args = split_command(command)
+        if name == "resolve" and len(args.split()) == 1 and body.get("trigger_id"):
+            # The form must open within the trigger's three seconds: before any database
+            # work. Submitting it twice is harmless (the second is refused as resolved).
+            await self._open_resolve_view(body["trigger_id"], channel, args)
+            return
         key = f"slack:press:{user}:{message_ts}:{command}"
         if not await asyncio.to_thread(
             first_time, self.bot.db, key, self.bot.env.now(), DOUBLE_CLICK
         ):
             log.info("slack double click ignored user=%s", user)
             return
-        name, args = split_command(command)
-        if name == "resolve" and len(args.split()) == 1 and body.get("trigger_id"):
-            await self._open_resolve_view(body["trigger_id"], channel, args)
-            return
-        await self._answer_privately(channel, user, command)
+        await self._answer_privately(channel, user, command, respond)
 
     async def _on_report_view(self, ack: Any, body: dict, view: dict) -> None:
         raw = {step: _state_value(view, step) for step in form_steps.STEPS[:-1]}
@@ -307,7 +336,7 @@ class SlackTransport:
         replies = await self.bot.run(
             inbound, "report", lambda ctx: form_steps.file_answers(ctx, answers)
         )
-        await self._deliver_privately(channel, user, replies)
+        await self._direct(user, replies)  # a modal has no reply URL: tell them in the DM
 
     async def _on_resolve_view(self, ack: Any, body: dict, view: dict) -> None:
         text = (_state_value(view, "resolution") or "").strip()
@@ -318,13 +347,15 @@ class SlackTransport:
             )
             return
         await ack()
-        channel, ref = (view.get("private_metadata") or "|").split("|", 1)
-        await self._answer_privately(channel, body["user"]["id"], f"resolve {ref} {text}")
+        _, ref = (view.get("private_metadata") or "|").split("|", 1)
+        user = body["user"]["id"]
+        inbound = Inbound(PLATFORM, person_for(self.bot, user), f"resolve {ref} {text}", chat=user)
+        await self._direct(user, await self.bot.handle(inbound))
 
     async def _on_mention(self, body: dict, event: dict) -> None:
         if not await self._first_delivery(body):
             return
-        text = MENTION.sub("", event.get("text", ""))
+        text = decode(MENTION.sub("", event.get("text", "")))
         await self._answer_privately(event["channel"], event["user"], text)
 
     async def _on_message(self, body: dict, event: dict) -> None:
@@ -334,7 +365,7 @@ class SlackTransport:
             return
         person = person_for(self.bot, event["user"])
         replies = await self.bot.handle(
-            Inbound(PLATFORM, person, event.get("text", ""), chat=event["channel"])
+            Inbound(PLATFORM, person, decode(event.get("text", "")), chat=event["channel"])
         )
         for reply in replies:
             await self._call(
@@ -371,9 +402,26 @@ class SlackTransport:
             log.info("slack event already handled event_id=%s", event_id)
         return fresh
 
-    async def _answer_privately(self, channel: str, user: str, text: str) -> None:
+    async def _answer_privately(
+        self, channel: str, user: str, text: str, respond: Any = None
+    ) -> None:
         inbound = Inbound(PLATFORM, person_for(self.bot, user), text, chat=channel)
-        await self._deliver_privately(channel, user, await self.bot.handle(inbound))
+        replies = await self.bot.handle(inbound)
+        if respond is None:
+            await self._deliver_privately(channel, user, replies)
+            return
+        for reply in replies:
+            # The response URL reaches the person wherever they typed, even in a channel
+            # the bot was never invited to (where chat.postEphemeral would fail).
+            try:
+                await respond(
+                    text=kit.fallback_text(reply),
+                    blocks=kit.blocks(reply),
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+            except (TimeoutError, SlackApiError, aiohttp.ClientError, OSError) as exc:
+                log.warning("slack respond failed: %s", type(exc).__name__)
 
     async def _deliver_privately(self, channel: str, user: str, replies: list[Reply]) -> None:
         """Answers and refusals go only to the person who asked (ephemeral messages)."""
@@ -382,6 +430,15 @@ class SlackTransport:
                 "chat_postEphemeral",
                 channel=channel,
                 user=user,
+                text=kit.fallback_text(reply),
+                blocks=kit.blocks(reply),
+            )
+
+    async def _direct(self, user: str, replies: list[Reply]) -> None:
+        for reply in replies:
+            await self._call(
+                "chat_postMessage",
+                channel=user,
                 text=kit.fallback_text(reply),
                 blocks=kit.blocks(reply),
             )

@@ -33,9 +33,9 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
+    ChatMigrated,
     Forbidden,
     InvalidToken,
-    NetworkError,
     RetryAfter,
     TelegramError,
 )
@@ -49,7 +49,7 @@ from rounds.itsm.people import Person
 from rounds.reply import Reply
 
 from .core import Bot, Inbound
-from .dedup import first_time
+from .dedup import first_time, forget
 from .dispatcher import Dispatcher, Outgoing, SendError
 
 log = logging.getLogger(__name__)
@@ -58,20 +58,19 @@ PLATFORM = "telegram"
 TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64  # bytes of callback_data Telegram accepts
 SEEN = timedelta(days=1)
+DOUBLE_TAP = timedelta(seconds=5)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram's limits: about one message a second in a chat, twenty a minute in a group,
 # thirty a second in all.
 PRIVATE_GAP, GROUP_GAP, GLOBAL_PER_SECOND = 1.0, 3.0, 30
+CREDENTIALS_WAIT = 300.0  # seconds to hold messages while the bot's token is refused
 
 
 def person_for(bot: Bot, user: Any) -> Person:
     """The configured person with this Telegram id, or a stranger (staff) named after it."""
-    known = bot.env.people.by_telegram(user.id)
-    if known is not None:
-        return known
-    display = " ".join(p for p in (user.first_name, user.last_name) if p) or str(user.id)
-    return Person(
-        f"telegram.{user.id}", display, frozenset({"staff"}), known=False, telegram=user.id
+    display = " ".join(p for p in (user.first_name, user.last_name) if p)
+    return bot.env.people.by_telegram(user.id) or bot.env.people.stranger(
+        PLATFORM, user.id, display
     )
 
 
@@ -87,18 +86,34 @@ def render(reply: Reply) -> str:
     return "\n".join(lines)
 
 
+def utf16_len(text: str) -> int:
+    """Telegram counts lengths in UTF-16 code units: an emoji is two."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut_utf16(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` within ``limit`` UTF-16 units."""
+    used = 0
+    for n, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return text[:n]
+    return text
+
+
 def split(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Pieces of at most ``limit`` characters, cut at line breaks and never inside a tag."""
+    """Pieces of at most ``limit`` UTF-16 units, cut at line breaks, never inside a tag."""
     pieces: list[str] = []
-    while len(text) > limit:
-        cut = text.rfind("\n", 0, limit)
+    while utf16_len(text) > limit:
+        head = cut_utf16(text, limit)
+        cut = head.rfind("\n")
         if cut <= 0:
-            cut = limit
-            opened = text.rfind("<", 0, cut)
-            if opened > text.rfind(">", 0, cut):  # do not cut a tag or an entity in half
+            cut = len(head)
+            opened = head.rfind("<")
+            if opened > head.rfind(">"):  # do not cut a tag or an entity in half
                 cut = opened
-            amp = text.rfind("&", 0, cut)
-            if amp > text.rfind(";", 0, cut):
+            amp = head.rfind("&", 0, cut)
+            if amp > head.rfind(";", 0, cut):
                 cut = amp
         pieces.append(text[:cut])
         text = text[cut:].lstrip("\n")
@@ -124,6 +139,7 @@ class TelegramSender:
         self.bot = application.bot
         self._last: dict[str, float] = {}
         self._recent: deque[float] = deque()
+        self._lock = asyncio.Lock()
 
     async def send(self, item: Outgoing) -> str:
         text = render(item.message)
@@ -136,7 +152,7 @@ class TelegramSender:
                     await self.bot.edit_message_text(
                         chat_id=chat,
                         message_id=message_id,
-                        text=split(text)[0],
+                        text=cut_utf16(text, TEXT_LIMIT),
                         parse_mode=ParseMode.HTML,
                         reply_markup=markup,
                     )
@@ -149,7 +165,7 @@ class TelegramSender:
             if item.thread_of is not None:
                 chat, parent = json.loads(item.thread_of)
                 reply_to = ReplyParameters(message_id=parent, allow_sending_without_reply=True)
-            pieces = split(text)
+            pieces = split(text) or [" "]
             first_id = None
             for n, piece in enumerate(pieces):
                 await self._pace(str(chat))
@@ -167,22 +183,32 @@ class TelegramSender:
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
             raise SendError("flood control", retry_after=seconds) from exc
-        except (BadRequest, Forbidden, InvalidToken) as exc:
+        except InvalidToken as exc:
+            # A token being replaced: hold the messages rather than drop them.
+            raise SendError("telegram: token rejected", retry_after=CREDENTIALS_WAIT) from exc
+        except (BadRequest, Forbidden, ChatMigrated) as exc:
             raise SendError(f"telegram: {exc}", permanent=True) from exc
-        except NetworkError as exc:  # TimedOut and 5xx are NetworkErrors too
+        except TelegramError as exc:  # TimedOut, 5xx and network trouble
             raise SendError(f"network: {type(exc).__name__}") from exc
 
     async def _pace(self, chat: str) -> None:
-        gap = GROUP_GAP if chat.startswith("-") else PRIVATE_GAP
-        wait = self._last.get(chat, 0.0) + gap - time.monotonic()
-        while self._recent and time.monotonic() - self._recent[0] > 1.0:
-            self._recent.popleft()
-        if len(self._recent) >= GLOBAL_PER_SECOND:
-            wait = max(wait, self._recent[0] + 1.0 - time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last[chat] = time.monotonic()
-        self._recent.append(self._last[chat])
+        """Reserve the next slot for this chat and overall, then wait for it.
+
+        Reservations are taken under a lock, so concurrent sends (the dispatcher sends a
+        batch at once) queue behind each other instead of all waking together.
+        """
+        async with self._lock:
+            now = time.monotonic()
+            gap = GROUP_GAP if chat.startswith("-") else PRIVATE_GAP
+            slot = max(now, self._last.get(chat, -gap) + gap)
+            while self._recent and self._recent[0] <= slot - 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= GLOBAL_PER_SECOND:
+                slot = max(slot, self._recent[-GLOBAL_PER_SECOND] + 1.0)
+            self._last[chat] = slot
+            self._recent.append(slot)
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 class TelegramTransport:
@@ -207,6 +233,8 @@ class TelegramTransport:
         self.application.add_handler(MessageHandler(filters.ALL, self._on_message))
         self.application.add_error_handler(self._on_error)
         self._poller: asyncio.Task | None = None
+        self._failure: BaseException | None = None
+        self._initialized = False
         self._stopping = asyncio.Event()
         self.last_update_at: float | None = None
         dispatcher.senders[PLATFORM] = TelegramSender(self.application)
@@ -214,7 +242,9 @@ class TelegramTransport:
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._retry(self.application.initialize, "getMe")
+        await self._retry(self._initialize, "getMe")
+        if not self._initialized:
+            return  # stopped meanwhile, or the token was refused (logged)
         await self._retry(self._register_commands, "setMyCommands")
         if self.section.mode == "webhook":
             await self._retry(self._set_webhook, "setWebhook")
@@ -227,7 +257,8 @@ class TelegramTransport:
         self._stopping.set()
         if self._poller is not None:
             await self._poller
-        await self.application.shutdown()
+        if self._initialized:
+            await self.application.shutdown()
 
     async def health(self) -> dict[str, Any]:
         age = (
@@ -240,19 +271,23 @@ class TelegramTransport:
     async def _retry(self, call: Any, name: str) -> None:
         """Retry a start-up call through network trouble; give up on a refusal, loudly."""
         delay = 1.0
-        while True:
+        while not self._stopping.is_set():
             try:
                 await call()
                 return
             except (BadRequest, Forbidden, InvalidToken) as exc:  # BadRequest is a NetworkError
                 log.error("telegram %s refused: %s", name, exc)
                 return
-            except NetworkError as exc:
+            except TelegramError as exc:
                 log.warning(
                     "telegram %s failed (%s); retrying in %.0fs", name, type(exc).__name__, delay
                 )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                await self._sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 60.0)
+
+    async def _initialize(self) -> None:
+        await self.application.initialize()
+        self._initialized = True
 
     async def _set_webhook(self) -> None:
         await self.application.bot.set_webhook(
@@ -317,7 +352,12 @@ class TelegramTransport:
         if not await asyncio.to_thread(first_time, self.bot.db, key, self.bot.env.now(), SEEN):
             log.info("telegram update already handled update_id=%s", update.update_id)
             return
-        await self.application.process_update(update)
+        self._failure = None
+        await self.application.process_update(update)  # handler errors land in _on_error
+        if self._failure is not None:
+            # Not handled (the database may be down): forget it, so that it comes again.
+            await asyncio.to_thread(forget, self.bot.db, key)
+            raise self._failure
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
         """``POST /telegram/webhook``: only Telegram, which knows the secret, is heard."""
@@ -329,7 +369,11 @@ class TelegramTransport:
             update = Update.de_json(data, self.application.bot)
         except (ValueError, TypeError, KeyError):
             return web.json_response({"error": "not an update"}, status=400)
-        await self.receive(update)
+        try:
+            await self.receive(update)
+        except Exception:
+            log.exception("telegram webhook update not handled; Telegram will send it again")
+            return web.json_response({"error": "try again"}, status=500)
         return web.json_response({"ok": True})
 
     # --- handlers ------------------------------------------------------------------
@@ -351,6 +395,8 @@ class TelegramTransport:
         text = message.text or message.caption or ""
         if chat.type != "private" and not text.startswith("/"):
             return  # chatter in a group; commands there start with "/"
+        if text.split("@", 1)[0].strip() == "/start":
+            text = "/help"  # what every new Telegram user sends first
         photos: tuple[str, ...] = ()
         if message.photo:
             stored = await self._download(message.photo, chat.id)
@@ -361,7 +407,12 @@ class TelegramTransport:
             await self._say(chat.id, Reply(words.t("telegram.text_only")))
             return
         inbound = Inbound(
-            PLATFORM, person_for(self.bot, user), text, chat=str(chat.id), photos=photos
+            PLATFORM,
+            person_for(self.bot, user),
+            text,
+            chat=str(chat.id),
+            photos=photos,
+            accepts_photos=chat.type == "private",
         )
         for reply in await self.bot.handle(inbound):
             await self._say(chat.id, reply, reply_to=message.message_id)
@@ -371,17 +422,23 @@ class TelegramTransport:
         if query is None or query.message is None:
             return
         chat = query.message.chat
+        key = f"telegram:press:{query.from_user.id}:{query.message.message_id}:{query.data}"
+        if not await asyncio.to_thread(
+            first_time, self.bot.db, key, self.bot.env.now(), DOUBLE_TAP
+        ):
+            await self._answer(query, "", alert=False)  # the first press is being handled
+            return
         inbound = Inbound(
-            PLATFORM, person_for(self.bot, query.from_user), query.data or "", chat=str(chat.id)
+            PLATFORM,
+            person_for(self.bot, query.from_user),
+            query.data or "",
+            chat=str(chat.id),
+            accepts_photos=chat.type == "private",
         )
         replies = await self.bot.handle(inbound)
         text = "\n".join(r.text for r in replies)
         refused = any(r.refused for r in replies)
-        try:
-            # Answered at once; a refusal is an alert only the presser sees.
-            await query.answer(text=text[:200], show_alert=refused)
-        except NetworkError as exc:
-            log.warning("telegram answerCallbackQuery failed: %s", type(exc).__name__)
+        await self._answer(query, text, alert=refused)  # a refusal only the presser sees
         if not refused and chat.type == "private":
             for reply in replies:
                 await self._say(chat.id, reply)
@@ -410,6 +467,13 @@ class TelegramTransport:
             attachments.store, env.config.rounds.data_dir, content, ".jpg", env.now()
         )
 
+    @staticmethod
+    async def _answer(query: Any, text: str, alert: bool) -> None:
+        try:
+            await query.answer(text=cut_utf16(text, 200), show_alert=alert)
+        except TelegramError as exc:
+            log.warning("telegram answerCallbackQuery failed: %s", type(exc).__name__)
+
     async def _say(self, chat_id: int, reply: Reply, reply_to: int | None = None) -> None:
         """Answer the person who wrote, directly (not through the outbox)."""
         pieces = split(render(reply))
@@ -426,7 +490,7 @@ class TelegramTransport:
                     if reply_to and n == 0
                     else None,
                 )
-            except NetworkError as exc:
+            except TelegramError as exc:
                 log.warning("telegram reply failed: %s", type(exc).__name__)
                 return
         for relative in reply.images[:10]:
@@ -435,10 +499,11 @@ class TelegramTransport:
                     lambda r=relative: attachments.path_of(self.bot.env, r).read_bytes()
                 )
                 await self.application.bot.send_photo(chat_id=chat_id, photo=content)
-            except (OSError, ValueError, NetworkError) as exc:
+            except (OSError, ValueError, TelegramError) as exc:
                 log.warning("telegram photo not sent: %s", type(exc).__name__)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._failure = context.error
         log.error(
             "telegram handler failed: %s", type(context.error).__name__, exc_info=context.error
         )

@@ -30,8 +30,12 @@ class Context:
     via: str
     args: str
     chat: str = ""
-    # Photos that came with the message, already stored by the transport.
+    # Photos that came with the message, already stored by the transport; a command that
+    # keeps them sets ``photos_taken`` (the bot deletes the files otherwise).
     photos: tuple[str, ...] = ()
+    photos_taken: bool = False
+    # Whether this chat can send pictures at all (the guided report then asks for them).
+    accepts_photos: bool = False
 
     def t(self, key: str, /, **params: object) -> str:
         return self.env.words.t(key, **params)

@@ -21,7 +21,6 @@ REPORT = "report"
 STEPS = ("system", "location", "impact", "urgency", "description", "confirm")
 # Where people can send pictures, the report asks for photos before the summary.
 PHOTO_STEPS = ("system", "location", "impact", "urgency", "description", "photos", "confirm")
-PHOTO_TRANSPORTS = frozenset({"telegram"})
 MAX_PHOTOS = 5
 DONE_WORDS = {"done", "skip", "no", "完成", "跳过", "没有", "好了"}
 IMPACTS = ("I1", "I2", "I3", "I4")
@@ -53,8 +52,12 @@ def answer(ctx: Context, text: str) -> Reply:
     if text.lower() in CANCEL_WORDS:
         forms.finish(ctx.session, form)
         return Reply(ctx.t("form.cancelled"))
-    if form.step == "photos" and ctx.photos:
-        return _take_photos(ctx, form)
+    if ctx.photos:
+        if form.step == "photos":
+            return _take_photos(ctx, form)
+        question = _question(ctx, form)  # a photo is not the answer to this question
+        question.text = ctx.t("form.photo_not_now") + "\n" + question.text
+        return question
 
     try:
         value = parse(ctx.env, form.step, text)
@@ -63,7 +66,7 @@ def answer(ctx: Context, text: str) -> Reply:
         question.text = ctx.t(exc.key, **exc.params) + "\n" + question.text
         return question
 
-    steps = steps_for(ctx.via)
+    steps = steps_for(ctx, form)
     if form.step == "photos":
         forms.advance(ctx.env, form, form.data.get("photos", []), steps[steps.index("photos") + 1])
         return _question(ctx, form)
@@ -84,12 +87,15 @@ def answer(ctx: Context, text: str) -> Reply:
     return filed_reply(ctx, filed)
 
 
-def steps_for(via: str) -> tuple[str, ...]:
-    return PHOTO_STEPS if via in PHOTO_TRANSPORTS else STEPS
+def steps_for(ctx: Context, form: Form | None = None) -> tuple[str, ...]:
+    """The report's steps: with photos where the chat can send them (or already asked)."""
+    at_photos = form is not None and form.step == "photos"
+    return PHOTO_STEPS if ctx.accepts_photos or at_photos else STEPS
 
 
 def _take_photos(ctx: Context, form: Form) -> Reply:
     photos = [*form.data.get("photos", []), *ctx.photos][:MAX_PHOTOS]
+    ctx.photos_taken = True
     forms.advance(ctx.env, form, photos, "photos")  # stays at this step, a while longer
     return Reply(
         ctx.t("form.photo_added", count=len(photos)),

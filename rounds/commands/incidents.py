@@ -37,6 +37,7 @@ def report(ctx: Context) -> Reply:
     if not ctx.args.strip():
         return forms.start_report(ctx)
     filed = incidents.report(ctx.session, ctx.env, ctx.person, ctx.args, via=ctx.via)
+    ctx.photos_taken = bool(ctx.photos)
     for path in ctx.photos:  # a photo sent with "/report ..." as its caption
         attachments.attach(
             ctx.session, ctx.env, filed.incident, path, by=ctx.person.name, via=ctx.via

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_MS = 10_000
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, busy_ms: int = SQLITE_BUSY_MS, **kwargs: Any) -> Engine:
     """Create the engine for ``url``; for SQLite, create the folder of the database file.
 
     Bound parameters never appear in SQLAlchemy's error messages: they hold incident text,
@@ -29,18 +29,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(
             url, connect_args={"check_same_thread": False}, hide_parameters=True, **kwargs
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_ms)
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" below issue BEGIN, instead of pysqlite's implicit one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")

@@ -49,6 +49,21 @@ class Directory:
         """The configured person, or a stranger with the staff role."""
         return self._by_name.get(name) or Person(name, name, frozenset({"staff"}), known=False)
 
+    def stranger(self, platform: str, user_id: str | int, display: str = "") -> Person:
+        """Someone not in [[people]] who wrote from a platform: staff, named after their id.
+
+        The name (``slack.u0123abc``, ``telegram.12345``) is how the audit trail, the
+        incident and the outbox know them; :func:`platform_id` reads the id back.
+        """
+        return Person(
+            f"{platform}.{str(user_id).lower()}",
+            display or str(user_id),
+            frozenset({"staff"}),
+            known=False,
+            slack=str(user_id) if platform == "slack" else None,
+            telegram=int(user_id) if platform == "telegram" else None,
+        )
+
     def by_slack(self, user_id: str) -> Person | None:
         return self._by_slack.get(user_id)
 
