@@ -808,3 +808,40 @@ def test_the_claim_finds_unsent_messages_by_index_not_by_reading_the_history(app
 
     assert plans and not any(p.startswith("SCAN outbox") for p in plans), plans
     assert any("ix_outbox_unsent" in p for p in plans), plans
+
+
+class SlowSender:
+    """A platform whose every send takes a while (a timeout, a rate limit)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sent: list[int] = []
+
+    async def send(self, item: Outgoing) -> str:
+        await asyncio.sleep(self.seconds)
+        self.sent.append(item.id)
+        return f"s{item.id}"
+
+
+def test_a_slow_platform_does_not_hold_up_another(app, clock):
+    slow = SlowSender(1.5)
+    fast = FakeSender()
+    queue(app, "C1", "to the slow one", platform="slow")
+    queue(app, "C2", "also slow", platform="slow")
+    quick = queue(app, "#ops", "to the fast one", platform=FAKE)
+    d = Dispatcher(app.db, clock, {"slow": slow, FAKE: fast}, poll_seconds=0.05)
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(d.run(stop))
+        while not fast.delivered:
+            await asyncio.sleep(0.01)
+        seen = (list(slow.sent), fast.delivered_ids())
+        stop.set()
+        await task
+        return seen
+
+    slow_sent, fast_sent = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+
+    assert fast_sent == [quick]
+    assert slow_sent == []  # the slow platform was still on its first message

@@ -89,7 +89,7 @@ class Dispatcher:
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.instance = uuid.uuid4().hex[:16]
-        self._wake: asyncio.Event | None = None
+        self._wakes: dict[str, asyncio.Event] = {}
 
     # --- claiming and recording, in worker threads ---------------------------------
 
@@ -277,9 +277,9 @@ class Dispatcher:
         if not await asyncio.to_thread(self.mark_sent, item, message_id):
             log.warning("lease lost before recording outbox=%s; it may be sent again", item.id)
 
-    async def run_once(self) -> int:
+    async def run_once(self, platforms: list[str] | None = None) -> int:
         """Claim and send one round; return how many messages were attempted."""
-        items = await asyncio.to_thread(self.claim)
+        items = await asyncio.to_thread(self.claim, platforms)
         # Each claimed message heads a different conversation, so they may go out together
         # without breaking any conversation's order.
         await asyncio.gather(*(self._deliver(item) for item in items))
@@ -296,39 +296,38 @@ class Dispatcher:
         return total
 
     def wake(self) -> None:
-        """Ask the running loop to look for new messages now (call from the event loop)."""
-        if self._wake is not None:
-            self._wake.set()
+        """Ask the running loops to look for new messages now (call from the event loop)."""
+        for event in self._wakes.values():
+            event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until ``stop`` is set, waking on :meth:`wake` or every ``poll_seconds``."""
-        self._wake = asyncio.Event()
-        log.info(
-            "dispatcher started instance=%s platforms=%s",
-            self.instance,
-            ",".join(sorted(self.senders)),
-        )
+        """Send until ``stop`` is set: one loop per platform, so that a slow or failing
+        platform delays only its own messages."""
+        platforms = sorted(self.senders)
+        log.info("dispatcher started instance=%s platforms=%s", self.instance, ",".join(platforms))
+        self._wakes = {p: asyncio.Event() for p in platforms}
+        await asyncio.gather(*(self._run_platform(p, stop) for p in platforms))
+        log.info("dispatcher stopped instance=%s", self.instance)
+
+    async def _run_platform(self, platform: str, stop: asyncio.Event) -> None:
+        wake = self._wakes[platform]
         while not stop.is_set():
             # Clear before the round: a wake() during the round then starts the next one.
-            self._wake.clear()
+            wake.clear()
             try:
-                attempted = await self.run_once()
+                attempted = await self.run_once([platform])
             except Exception:
                 # The database may be down: keep the messages, try again shortly.
-                log.exception("dispatcher round failed; retrying")
+                log.exception("dispatcher round failed platform=%s; retrying", platform)
                 attempted = 0
             if attempted:
                 continue
-            waiters = {
-                asyncio.ensure_future(self._wake.wait()),
-                asyncio.ensure_future(stop.wait()),
-            }
+            waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(
                 waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
             )
             for task in pending:
                 task.cancel()
-        log.info("dispatcher stopped instance=%s", self.instance)
 
 
 def prune(db: Database, before: datetime) -> int:
