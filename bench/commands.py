@@ -38,6 +38,7 @@ import platform
 import re
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,9 +136,6 @@ class Variant:
         unsent, _ = pending_count(self.app.db)
         if left or unsent:
             raise RuntimeError(f"{self.name}: {left} incidents still active, {unsent} unsent")
-
-    def close(self) -> None:
-        self.app.close()
 
 
 def expect_ref(replies: list[Reply], ref: str | None, step: str) -> str:
@@ -291,6 +289,20 @@ def machine(variants: list[Variant]) -> dict[str, Any]:
     return info
 
 
+def source() -> dict[str, Any]:
+    """The commit measured, and whether rounds/ differed from it (read-only git calls)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "rounds").splitlines()
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_rounds": changed}
+
+
 def print_report(results: list[dict[str, Any]], ratio: dict[str, Any]) -> None:
     print(
         f"\n{'variant':<16}{'step':<11}{'n':>5}{'median ms':>11}{'p99 ms':>9}"
@@ -309,12 +321,13 @@ def print_report(results: list[dict[str, Any]], ratio: dict[str, Any]) -> None:
             f"{result['messages_per_cycle']:.1f} messages delivered per cycle\n"
         )
 
-    print("Growth with history (100k/10k, or the two sizes given): p99 ratio, median ratio")
+    small, big = (size_label(r["history"]) for r in results[:2])
+    print(f"Growth with history ({big} / {small}): p99 ratio/median ratio")
     for db, steps in ratio["growth"].items():
         cells = "  ".join(f"{s} {v['p99']:.2f}/{v['median']:.2f}" for s, v in steps.items())
         print(f"  {db:<11}{cells}")
     if ratio["postgresql_over_sqlite"]:
-        print("PostgreSQL / SQLite: p99 ratio, median ratio")
+        print("PostgreSQL / SQLite: p99 ratio/median ratio")
         for size, steps in ratio["postgresql_over_sqlite"].items():
             cells = "  ".join(f"{s} {v['p99']:.2f}/{v['median']:.2f}" for s, v in steps.items())
             print(f"  {size:<11}{cells}")
@@ -339,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(databases) - set(DATABASES):
         parser.error(f"unknown database(s): {', '.join(sorted(unknown))}")
 
+    measured = source()  # now, while the code imported is the code on disk
     loop = asyncio.new_event_loop()
     with ExitStack() as stack:
         stack.callback(loop.close)
@@ -355,12 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                 variants.append(variant)
 
         log(f"measuring {plan['cycles']} cycles per variant, {BLOCK} at a time in turn")
+        load = {"before": os.getloadavg()}
         started = time.perf_counter()
         for block_start in range(0, plan["cycles"], BLOCK):
             for variant in variants:
                 for _ in range(min(BLOCK, plan["cycles"] - block_start)):
                     variant.cycle(record=True)
             log(f"  {block_start + BLOCK} cycles, {time.perf_counter() - started:.0f} s")
+        load["after"] = os.getloadavg()
         for variant in variants:
             variant.check()
 
@@ -374,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
                 "limit_ms": LIMIT_MS,
                 "plan": {**plan, "block": BLOCK},
                 "machine": machine(variants),
+                "source": measured,
+                # 1, 5 and 15 minute load averages: this process alone accounts for about 1.
+                "load_average": load,
                 "results": results,
                 "ratios": ratio,
             }

@@ -34,6 +34,7 @@ from rounds.bot.dispatcher import (
     Outgoing,
     SendError,
     pending_count,
+    prune,
 )
 from rounds.db.engine import Database
 from rounds.db.models import MessageRef, OutboxMessage
@@ -845,3 +846,16 @@ def test_a_slow_platform_does_not_hold_up_another(app, clock):
 
     assert fast_sent == [quick]
     assert slow_sent == []  # the slow platform was still on its first message
+
+
+def test_pruning_works_in_batches_and_takes_everything_old(app, clock):
+    old = [queue(app, f"#c{n % 3}", f"old {n}") for n in range(25)]
+    with app.db.session() as s:
+        for row_id in old:
+            s.get(OutboxMessage, row_id).status = "sent"
+    clock.advance(days=8)
+
+    removed = prune(app.db, clock.now() - timedelta(days=7), batch=10)
+
+    assert removed == 25
+    assert all_rows(app) == []

@@ -330,19 +330,29 @@ class Dispatcher:
                 task.cancel()
 
 
-def prune(db: Database, before: datetime) -> int:
+def prune(db: Database, before: datetime, batch: int = 1000) -> int:
     """Delete sent and dead messages created before ``before``; return how many.
 
     Nothing reads old sent rows (edits and threads find their message in ``message_refs``),
-    and keeping them would make every claim pay for the whole history.
+    and keeping them would make every claim pay for the whole history. Deleted a thousand
+    at a time, each batch its own short transaction, so that the first prune after an
+    upgrade (a million rows) never holds SQLite's write lock for seconds.
     """
-    with db.session() as session:
-        result = session.execute(
-            delete(OutboxMessage).where(
-                OutboxMessage.status.in_(("sent", "dead")), OutboxMessage.created_at < before
-            )
-        )
-        return result.rowcount or 0
+    removed = 0
+    done = OutboxMessage.status.in_(("sent", "dead"))
+    while True:
+        with db.session() as session:
+            ids = session.scalars(
+                select(OutboxMessage.id)
+                .where(done, OutboxMessage.created_at < before)
+                .order_by(OutboxMessage.id)
+                .limit(batch)
+            ).all()
+            if ids:
+                session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+        removed += len(ids)
+        if len(ids) < batch:
+            return removed
 
 
 def pending_count(db: Database) -> tuple[int, datetime | None]:
