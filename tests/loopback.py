@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Self
+import time
+from collections.abc import Callable
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -68,6 +70,46 @@ class LoopbackServer:
         if not self._port:
             raise RuntimeError(f"fake {self.label} server is not started")
         return f"http://127.0.0.1:{self._port}"
+
+    # --- waiting for the code under test ---------------------------------------------
+
+    calls: list  # every request received, as the subclass records it
+
+    def describe(self, call: Any) -> str:
+        """One recorded call, for the message of a wait that timed out."""
+        return f"  {call!r}"
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    ) -> Any:
+        """Poll ``predicate()`` until it is truthy and return its value.
+
+        This blocks the calling thread: from inside an event loop that also runs the code
+        under test, use ``await wait_for_async(...)`` instead.
+        """
+        deadline = time.monotonic() + timeout
+        while not (value := predicate()):
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._timeout_message(predicate, timeout))
+            time.sleep(interval)
+        return value
+
+    async def wait_for_async(
+        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    ) -> Any:
+        """``wait_for`` for code already running in an event loop."""
+        deadline = time.monotonic() + timeout
+        while not (value := predicate()):
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._timeout_message(predicate, timeout))
+            await asyncio.sleep(interval)
+        return value
+
+    def _timeout_message(self, predicate: Callable[[], Any], timeout: float) -> str:
+        recent = self.calls[-20:]
+        name = getattr(predicate, "__name__", repr(predicate))
+        lines = "\n".join(self.describe(c) for c in recent) or "  (none)"
+        return f"{name} not true after {timeout}s; last {len(recent)} {self.label} calls:\n{lines}"
 
     def _serve(self, sock: socket.socket, ready: threading.Event, failure: list) -> None:
         loop = self._loop

@@ -30,7 +30,6 @@ How slack_sdk 3.48 talks to the server, which the fake follows:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -210,45 +209,9 @@ class FakeSlack(LoopbackServer):
             found = [p for p in self._published if user_id is None or p["user_id"] == user_id]
             return copy.deepcopy(found)
 
-    def wait_for(
-        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-    ) -> Any:
-        """Poll ``predicate()`` until it is truthy and return its value.
-
-        This blocks the calling thread: from inside an event loop that also runs the code
-        under test, use ``await wait_for_async(...)`` instead.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timeout_message(predicate, timeout))
-            time.sleep(interval)
-
-    async def wait_for_async(
-        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-    ) -> Any:
-        """``wait_for`` for code already running in an event loop."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timeout_message(predicate, timeout))
-            await asyncio.sleep(interval)
-
-    def _timeout_message(self, predicate: Callable[[], Any], timeout: float) -> str:
-        recent = self.calls[-20:]
-        lines = [
-            f"  {c.method} {'FAILED ' + c.error + ' ' if c.error else ''}{c.args}" for c in recent
-        ]
-        name = getattr(predicate, "__name__", repr(predicate))
-        return f"{name} not true after {timeout}s; last {len(recent)} Slack calls:\n" + (
-            "\n".join(lines) or "  (none)"
-        )
+    def describe(self, call: Call) -> str:
+        failed = f"FAILED {call.error} " if call.error else ""
+        return f"  {call.method} {failed}{call.args}"
 
     # ------------------------------------------------------------------- server
 

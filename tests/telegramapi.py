@@ -624,42 +624,9 @@ class FakeTelegram(LoopbackServer):
             if c.method in methods and not c.failed and str(c.args.get("chat_id")) == str(chat_id)
         ]
 
-    def wait_for(
-        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-    ) -> Any:
-        """Poll ``predicate()`` until it is truthy and return its value.
-
-        This blocks the calling thread: from inside an event loop that also runs the code
-        under test, use ``await wait_for_async(...)`` instead.
-        """
-        deadline = time.monotonic() + timeout
-        while not (value := predicate()):
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timeout_message(predicate, timeout))
-            time.sleep(interval)
-        return value
-
-    async def wait_for_async(
-        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-    ) -> Any:
-        """``wait_for`` for code already running in an event loop."""
-        deadline = time.monotonic() + timeout
-        while not (value := predicate()):
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timeout_message(predicate, timeout))
-            await asyncio.sleep(interval)
-        return value
-
-    def _timeout_message(self, predicate: Callable[[], Any], timeout: float) -> str:
-        recent = self.calls[-20:]
-        lines = [
-            f"  {c.method} {f'FAILED {c.status} {c.description} ' if c.failed else ''}{c.args}"
-            for c in recent
-        ]
-        name = getattr(predicate, "__name__", repr(predicate))
-        return f"{name} not true after {timeout}s; last {len(recent)} Telegram calls:\n" + (
-            "\n".join(lines) or "  (none)"
-        )
+    def describe(self, call: Call) -> str:
+        failed = f"FAILED {call.status} {call.description} " if call.failed else ""
+        return f"  {call.method} {failed}{call.args}"
 
     # ------------------------------------------------------------------- server
 
