@@ -73,7 +73,18 @@ class LoopbackServer:
 
     # --- waiting for the code under test ---------------------------------------------
 
-    calls: list  # every request received, as the subclass records it
+    # Subclasses record every request in ``self._calls`` under ``self._lock``.
+    _calls: list
+    _lock: Any
+
+    @property
+    def calls(self) -> list:
+        """A snapshot of every call so far, failed ones included, in arrival order."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list:
+        return [c for c in self.calls if c.method == method]
 
     def describe(self, call: Any) -> str:
         """One recorded call, for the message of a wait that timed out."""

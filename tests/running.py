@@ -25,6 +25,34 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def chat_people(platform: str, channels: dict[str, object], ids: dict[str, object]) -> str:
+    """Configuration for a chat-platform test: its channels, the sample people with their
+    ids on ``platform``, and eng.wang alone on the rota (so the duty engineer is known)."""
+
+    def value(v: object) -> str:
+        return f'"{v}"' if isinstance(v, str) else str(v)
+
+    roles = {
+        "nurse.li": ("李护士", "staff"),
+        "eng.wang": ("王工", "engineer"),
+        "eng.zhao": ("赵工", "engineer"),
+        "mgr.chen": ("陈主任", "manager"),
+    }
+    lines = ["[channels]"]
+    lines += [f'{name} = {{ {platform} = "{cid}" }}' for name, cid in channels.items()]
+    for name, (display, role) in roles.items():
+        lines += [
+            "",
+            "[[people]]",
+            f'name = "{name}"',
+            f'display = "{display}"',
+            f'roles = ["{role}"]',
+            f"{platform} = {value(ids[name])}",
+        ]
+    lines += ["", "[oncall]", 'rotation = ["eng.wang"]', ""]
+    return "\n" + "\n".join(lines)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

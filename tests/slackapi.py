@@ -174,15 +174,6 @@ class FakeSlack(LoopbackServer):
 
     # --------------------------------------------------------------- inspection
 
-    @property
-    def calls(self) -> list[Call]:
-        """A snapshot of every call so far, failed ones included, in arrival order."""
-        with self._lock:
-            return list(self._calls)
-
-    def calls_to(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
-
     def messages(self, channel: str) -> list[dict[str, Any]]:
         """Current messages (after updates) of a channel, or of a user's DM, in post order.
 

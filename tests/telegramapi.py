@@ -570,15 +570,6 @@ class FakeTelegram(LoopbackServer):
 
     # --------------------------------------------------------------- inspection
 
-    @property
-    def calls(self) -> list[Call]:
-        """A snapshot of every call so far, failed ones included, in arrival order."""
-        with self._lock:
-            return list(self._calls)
-
-    def calls_to(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
-
     def messages(self, chat_id: int) -> list[dict[str, Any]]:
         """The bot's current messages (after edits) in a chat, in order.
 

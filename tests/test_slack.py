@@ -22,46 +22,18 @@ from rounds.config import load_config
 from rounds.db.models import AuditEntry
 from rounds.reply import Button, Reply
 from tests.conftest import write_config
-from tests.running import RunningBot, free_port
+from tests.running import RunningBot, chat_people, free_port
 from tests.slackapi import FakeSlack, sign
 
 pytestmark = pytest.mark.slow
 SECRET = "signing-secret-for-tests"
 OPS, MANAGERS = "COPS", "CMGR"
 NURSE, WANG, ZHAO, CHEN = "UNURSE", "UWANG", "UZHAO", "UCHEN"
-PEOPLE = f'''
-[channels]
-ops = {{ slack = "{OPS}" }}
-managers = {{ slack = "{MANAGERS}" }}
-helpdesk = {{ slack = "CHELP" }}
-
-[[people]]
-name = "nurse.li"
-display = "李护士"
-roles = ["staff"]
-slack = "{NURSE}"
-
-[[people]]
-name = "eng.wang"
-display = "王工"
-roles = ["engineer"]
-slack = "{WANG}"
-
-[[people]]
-name = "eng.zhao"
-display = "赵工"
-roles = ["engineer"]
-slack = "{ZHAO}"
-
-[[people]]
-name = "mgr.chen"
-display = "陈主任"
-roles = ["manager"]
-slack = "{CHEN}"
-
-[oncall]
-rotation = ["eng.wang"]
-'''
+PEOPLE = chat_people(
+    "slack",
+    {"ops": OPS, "managers": MANAGERS, "helpdesk": "CHELP"},
+    {"nurse.li": NURSE, "eng.wang": WANG, "eng.zhao": ZHAO, "mgr.chen": CHEN},
+)
 
 
 class SlackBot(RunningBot):

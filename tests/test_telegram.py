@@ -19,46 +19,18 @@ from rounds.config import load_config
 from rounds.db.models import AuditEntry
 from rounds.reply import Reply
 from tests.conftest import write_config
-from tests.running import RunningBot, free_port
+from tests.running import RunningBot, chat_people, free_port
 from tests.telegramapi import FakeTelegram
 
 pytestmark = pytest.mark.slow
 OPS, MANAGERS, HELPDESK = -1001, -1002, -1003
 NURSE, WANG, ZHAO, CHEN = 1001, 1002, 1003, 1004
 SECRET = "webhook-secret-for-tests"
-PEOPLE = f'''
-[channels]
-ops = {{ telegram = "{OPS}" }}
-managers = {{ telegram = "{MANAGERS}" }}
-helpdesk = {{ telegram = "{HELPDESK}" }}
-
-[[people]]
-name = "nurse.li"
-display = "李护士"
-roles = ["staff"]
-telegram = {NURSE}
-
-[[people]]
-name = "eng.wang"
-display = "王工"
-roles = ["engineer"]
-telegram = {WANG}
-
-[[people]]
-name = "eng.zhao"
-display = "赵工"
-roles = ["engineer"]
-telegram = {ZHAO}
-
-[[people]]
-name = "mgr.chen"
-display = "陈主任"
-roles = ["manager"]
-telegram = {CHEN}
-
-[oncall]
-rotation = ["eng.wang"]
-'''
+PEOPLE = chat_people(
+    "telegram",
+    {"ops": OPS, "managers": MANAGERS, "helpdesk": HELPDESK},
+    {"nurse.li": NURSE, "eng.wang": WANG, "eng.zhao": ZHAO, "mgr.chen": CHEN},
+)
 
 
 def make_bot(tmp_path: Path, fake: FakeTelegram, database_url: str, extra: str = "") -> App:

@@ -74,6 +74,3 @@ class Directory:
         if name is None:
             return "—"
         return self.resolve(name).label
-
-    def __iter__(self):
-        return iter(self._by_name.values())
